@@ -1,0 +1,32 @@
+"""Shared test set-up: a private data cache per test session, nothing written to $HOME."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO.parent / "shared").resolve()
+NIH_MINI = SHARED / "data" / "chestxray14-mini"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Each test session builds its own data cache, so tests never depend on a warm $HOME."""
+    cache = tmp_path_factory.mktemp("cxr-cache")
+    old = os.environ.get("CXR_EXPLORER_CACHE")
+    os.environ["CXR_EXPLORER_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("CXR_EXPLORER_CACHE", None)
+    else:
+        os.environ["CXR_EXPLORER_CACHE"] = old
+
+
+@pytest.fixture
+def nih_mini() -> Path:
+    if not NIH_MINI.is_dir():
+        pytest.skip(f"shared NIH mini data not found at {NIH_MINI}")
+    return NIH_MINI

@@ -1,0 +1,51 @@
+"""Scoring the test split, once, for the finalists and the baselines.
+
+The search never sees the test split. After it, the top recipes (by validation mean AUC) and
+the baselines are scored on it exactly once: if ``test_predictions.parquet`` exists it is never
+recomputed, so resuming or re-running the finalisation cannot turn the test set into a second
+validation set.
+"""
+
+from __future__ import annotations
+
+from explorer.config import Recipe
+from explorer.train.artifacts import TrialArtifacts
+
+
+def score_test(recipe: Recipe, data, art: TrialArtifacts) -> bool:
+    """Write ``test_predictions.parquet`` from ``best_model.pt``; False without a test split."""
+    import torch
+
+    from explorer.train.finetune import build_classifier, predict
+    from explorer.train.pretrain import EncoderInfo
+
+    if art.path("test_predictions.parquet").is_file():
+        return True
+    if len(data.test) == 0 or not art.path("best_model.pt").is_file():
+        return False
+    from explorer.data import XrayDataset, build_transform
+
+    bare = recipe.model_copy(update={
+        "finetune": recipe.finetune.model_copy(update={"weights": None})})
+    model = build_classifier(bare, len(data.findings), EncoderInfo(None, None, "none"))
+    model.load_state_dict(torch.load(art.path("best_model.pt"), map_location="cpu",
+                                     weights_only=True))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    ds = XrayDataset(data.test, build_transform(recipe.data, train=False))
+    probs = predict(model, ds, device, recipe.finetune.batch_size, recipe.resources)
+    art.write_predictions("test", data.test, probs, data.findings)
+    return True
+
+
+def score_finalist(artifacts_dir: str) -> bool:
+    """Ray task body: rebuild the trial's recipe and data from its record and score test."""
+    import torch
+
+    from explorer.data import load_data
+    from explorer.recipes import build_recipe
+
+    art = TrialArtifacts(artifacts_dir)
+    recipe = build_recipe(art.read_json("config.json")["recipe"])
+    torch.set_num_threads(max(1, int(recipe.resources.cpus_per_worker)))
+    return score_test(recipe, load_data(recipe.data), art)

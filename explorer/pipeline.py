@@ -1,0 +1,151 @@
+"""The stages of one experiment, in order, each safe to re-run after an interruption.
+
+1. search      Ray Tune: Optuna TPE suggests recipes, ASHA stops weak ones (validation only)
+2. baselines   CNN runs with the same data and budget, cached in ``<storage>/_baselines``
+3. finalists   the top recipes scored once on the test split
+4. results     the Parquet results store (``explorer.results``)
+5. report      ``reports/<name>/index.html``
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+from explorer.errors import UserError
+from explorer.experiment import Experiment
+from explorer.recipes import config_hash
+from explorer.spec import LoadedSpec
+from explorer.storage import BASELINES
+from explorer.train.finetune import METRIC
+from explorer.tuning import MODE
+
+PATH_FIELDS = (("data", "root"), ("pretrain", "from_checkpoint"), ("finetune", "weights"))
+
+
+def absolute_paths(recipe_dict: dict) -> dict:
+    """User paths resolved against the current directory (trials run elsewhere)."""
+    for section, key in PATH_FIELDS:
+        value = recipe_dict.get(section, {}).get(key)
+        if value:
+            recipe_dict[section][key] = str(Path(value).expanduser().resolve())
+    return recipe_dict
+
+
+def _last_line(err: object) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else repr(err))[:400]
+
+
+def trial_states(grid) -> list[tuple[str, dict]]:
+    """(trial id, {status, error}) for every trial of a Tune run, in creation order."""
+    out = []
+    for t in grid._experiment_analysis.trials:  # ResultGrid has no public per-trial status
+        err = t.get_error() if t.status == "ERROR" else None
+        out.append((t.trial_id, {"status": t.status, "error": _last_line(err) if err else None}))
+    return out
+
+
+class Pipeline:
+    def __init__(self, loaded: LoadedSpec, exp: Experiment, verbose: bool, reports: Path):
+        self.loaded, self.exp, self.verbose = loaded, exp, verbose
+        self.report_path = reports / exp.name / "index.html"
+        self.base_dict = absolute_paths(loaded.base.model_dump(mode="json"))
+        self.base = loaded.base.model_validate(self.base_dict)
+
+    # -- set-up ---------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        from explorer.data import load_data
+        from explorer.train.finetune import check_validation
+
+        self.data = load_data(self.base.data)
+        check_validation(self.data)
+
+    def connect(self, address: str | None) -> None:
+        import ray
+
+        os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+        if not self.verbose:
+            warnings.filterwarnings("ignore")
+            os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+            os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine ignores verbose=0
+        env = {k: v for k, v in os.environ.items()
+               if k.startswith("CXR_EXPLORER_") or k in ("RAY_CHDIR_TO_TRIAL_DIR",)}
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        ray.init(address=address, log_to_driver=self.verbose,
+                 logging_level=logging.INFO if self.verbose else logging.ERROR,
+                 runtime_env={"env_vars": env}, ignore_reinit_error=True)
+        if not self.verbose:
+            for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.cluster = ray.cluster_resources()
+        self._check_fit()
+
+    def _check_fit(self) -> None:
+        from explorer.tuning import fits
+
+        ok, why = fits(self.base, self.cluster)
+        if not ok:
+            raise UserError(f"resources: {why}; lower resources.workers / cpus_per_worker / "
+                            f"gpus_per_worker with --set, or add nodes")
+
+    # -- stages ---------------------------------------------------------------------------
+    def run(self, extend: int = 0, retry_failed: bool = False) -> int:
+        from explorer.stages import run_baselines, run_search, score_finalists
+
+        states = self._timed("search", lambda: run_search(self, extend, retry_failed))
+        if states is None:
+            return self._interrupted()
+        runs = self._timed("baselines", lambda: run_baselines(self))
+        if runs is None:
+            return self._interrupted()
+        finalists = self._timed("test", lambda: score_finalists(self, states))
+        self._timed("results", lambda: self.collect(states, runs, finalists))
+        self._timed("report", self.report)
+        return 0
+
+    def _timed(self, stage: str, fn):
+        t0 = time.time()
+        try:
+            return fn()
+        finally:
+            self.exp.add_stage_time(stage, time.time() - t0)
+
+    def _interrupted(self) -> int:
+        print(f"search interrupted: run the same command with --resume to continue "
+              f"({self.exp.dir})", flush=True)
+        return 130
+
+    def collect(self, states, runs, finalists) -> None:
+        from explorer.collect import collect
+        from explorer.provenance import run_meta
+
+        meta = run_meta(self, runs)
+        collect(self.exp.dir, self.exp.storage, list(self.loaded.spec.search.params), self.data,
+                states, runs, finalists, meta)
+
+    def report(self) -> None:
+        from explorer.report import build_report
+
+        build_report(self.exp.dir, out_dir=self.report_path.parent)
+
+    def baseline_dir(self, key: str) -> Path:
+        return self.exp.storage / BASELINES / key
+
+    def baseline_key(self, recipe) -> str:
+        d = recipe.model_dump(mode="json")
+        for key in ("root", "loader_workers"):  # where the data is mounted changes nothing
+            d["data"].pop(key)
+        return config_hash({"recipe": d, "data": self.data.fingerprint,
+                            "scale": self.loaded.spec.scale})
+
+    @property
+    def metric(self) -> tuple[str, str]:
+        return METRIC, MODE

@@ -1,0 +1,109 @@
+"""``python -m explorer.search SPEC``: run (or resume) a recipe search and write its report.
+
+Stages, each resumable: the search (Ray Tune + Optuna TPE + ASHA), the baselines (cached across
+searches), the one-time test scoring of the finalists, the results store, the HTML report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from explorer.errors import UserError
+
+EPILOG = """examples:
+  python -m explorer.search search_spaces/mask_ratio.yaml
+  python -m explorer.search search_spaces/mask_ratio.yaml --resume
+  python -m explorer.search search_spaces/mask_ratio.yaml --set scale=smoke
+  python -m explorer.search search_spaces/mask_ratio.yaml --set data.source=chestxray14 \\
+      --set data.root=../shared/data/chestxray14-mini
+  python -m explorer.search search_spaces/layer_decay.yaml --address auto --storage /nfs/explorer
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m explorer.search", epilog=EPILOG,
+                                description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="search spec YAML, e.g. search_spaces/mask_ratio.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any spec field (repeatable), e.g. scale=smoke, data.root=PATH")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted search (finished trials are kept)")
+    p.add_argument("--extend", type=int, default=0, metavar="N",
+                   help="add N trials to a finished search; the sampler learns from the old ones")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-run only the trials that errored")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved recipe, the search and its rough cost; run nothing")
+    p.add_argument("--storage", default=os.environ.get("CXR_EXPLORER_STORAGE", "runs"),
+                   help="experiment storage: a local folder or a shared mount (default: runs/)")
+    p.add_argument("--name", help="experiment name (default: the spec's name)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join ('auto' or host:port; default: RAY_ADDRESS, "
+                        "else a local Ray)")
+    p.add_argument("--reports", default="reports", help="where reports are written")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    from explorer.dryrun import dry_run_text
+    from explorer.experiment import Experiment
+    from explorer.spec import load_spec
+    from explorer.storage import check_writable
+
+    if args.extend < 0:
+        raise UserError(f"--extend {args.extend}: must be a positive number of trials")
+    loaded = load_spec(args.spec, args.set)
+    name = args.name or loaded.spec.name
+    if args.name is not None and not args.name.replace("-", "").replace("_", "").replace(
+            ".", "").isalnum():
+        raise UserError(f"--name {args.name!r}: use letters, digits, '-', '_' and '.' only")
+    if args.dry_run:
+        print(dry_run_text(loaded, name))
+        return 0
+    storage = check_writable(args.storage)
+    exp = Experiment(storage, name)
+    continuing = args.resume or args.extend or args.retry_failed
+    if exp.exists():
+        if not continuing:
+            exp.refuse_overwrite()
+        exp.check_same_spec(loaded)
+    elif args.extend or args.retry_failed:
+        raise UserError(f"{exp.dir}: no experiment to extend or retry; run it first without "
+                        "--extend/--retry-failed")
+    elif args.resume:
+        print(f"nothing to resume at {exp.dir}: starting the search", flush=True)
+
+    from explorer.pipeline import Pipeline
+
+    pipeline = Pipeline(loaded, exp, verbose=args.verbose, reports=Path(args.reports))
+    pipeline.prepare_data()  # bad data fails here, before anything is written
+    if not exp.exists():
+        exp.create(loaded)
+    pipeline.connect(args.address)
+    t0 = time.time()
+    status = pipeline.run(extend=args.extend, retry_failed=args.retry_failed)
+    if status == 0:
+        print(f"done in {time.time() - t0:.0f} s: report at {pipeline.report_path}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The Ray-facing stages of a pipeline: the search Tuner, the baselines Tuner, test scoring."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from explorer.baselines import baseline_recipe
+from explorer.pipeline import absolute_paths, trial_states
+from explorer.progress import Progress
+from explorer.train.artifacts import TrialArtifacts
+from explorer.trial import baseline_trainable, search_trainable
+from explorer.tuning import (
+    build_scheduler,
+    build_searcher,
+    concurrency,
+    trial_dirname,
+    trial_resources,
+)
+
+if TYPE_CHECKING:
+    from explorer.pipeline import Pipeline
+
+FINISHED = ("TERMINATED", "ERROR")
+
+
+def _unfinished(states) -> bool:
+    return any(s["status"] not in FINISHED for _, s in states)
+
+
+def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
+    """Fit (or restore and finish) the search; None if it was interrupted."""
+    from ray import tune
+
+    loaded, exp = p.loaded, p.exp
+    s = loaded.spec.search
+    ctx = {"run_dir": str(exp.dir), "storage": str(exp.storage), "base_recipe": p.base_dict}
+    trainable = tune.with_resources(tune.with_parameters(search_trainable, context=ctx),
+                                    trial_resources(p.base))
+    n_parallel = concurrency(p.base, p.cluster, s.max_concurrent)
+    metric, mode = p.metric
+    if tune.Tuner.can_restore(str(exp.dir)):
+        tuner = tune.Tuner.restore(str(exp.dir), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=retry_failed)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                metric=metric, mode=mode, search_alg=build_searcher(loaded, exp.dir, exp.name),
+                scheduler=build_scheduler(loaded), num_samples=s.num_samples,
+                max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(
+                name=exp.name, storage_path=str(exp.storage), verbose=1 if p.verbose else 0,
+                callbacks=[Progress(f"search {exp.name}", s.num_samples, loaded.max_t,
+                                    n_parallel)],
+                failure_config=tune.FailureConfig(max_failures=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+    states = trial_states(tuner.fit())
+    return None if _unfinished(states) else states
+
+
+def baseline_runs(p: Pipeline) -> list[dict]:
+    """Every (baseline recipe, seed) of the spec, with its cache key and folder."""
+    runs = []
+    spec = p.loaded.spec
+    for b in spec.baselines:
+        for seed in spec.baseline_seeds(b):
+            r = baseline_recipe(p.loaded, b, seed, where=f"baselines ({b.recipe})")
+            d = absolute_paths(r.model_dump(mode="json"))
+            key = p.baseline_key(r)
+            runs.append({"run_id": f"{b.recipe}-s{seed}-{key[:6]}", "recipe_name": b.recipe,
+                         "label": f"{r.model.arch} seed {seed}", "seed": seed, "key": key,
+                         "recipe": d, "artifacts": str(p.baseline_dir(key)),
+                         "state": {"status": "TERMINATED", "error": None}})
+    return runs
+
+
+def is_done(run: dict) -> bool:
+    return TrialArtifacts(run["artifacts"]).path("done.json").is_file()
+
+
+def run_baselines(p: Pipeline):
+    """Train the baselines not yet in the cache; None if interrupted."""
+    from ray import tune
+
+    runs = baseline_runs(p)
+    todo = [r for r in runs if not is_done(r)]
+    for r in runs:
+        r["cached"] = r not in todo
+    if not todo:
+        return runs
+    exp_dir = p.exp.dir / "baselines"
+    ctx = {"run_dir": str(p.exp.dir), "storage": str(p.exp.storage),
+           "baselines": {r["run_id"]: r for r in runs}}
+    recipe = p.loaded.base  # baselines share the search's resources
+    trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=ctx),
+                                    trial_resources(recipe))
+    if tune.Tuner.can_restore(str(exp_dir)):
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"baseline": tune.grid_search([r["run_id"] for r in todo])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(recipe, p.cluster, None),
+                                        trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(
+                name="baselines", storage_path=str(p.exp.dir), verbose=1 if p.verbose else 0,
+                callbacks=[Progress("baselines", len(todo), recipe.finetune.epochs,
+                                    concurrency(recipe, p.cluster, None))],
+                failure_config=tune.FailureConfig(max_failures=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+    grid = tuner.fit()
+    states = trial_states(grid)
+    if _unfinished(states):
+        return None
+    by_run = {res.config.get("baseline"): st for res, (_, st) in zip(grid, states)}
+    for r in runs:
+        if r["run_id"] in by_run:
+            r["state"] = by_run[r["run_id"]]
+    return runs
+
+
+def finalists_of(p: Pipeline, states) -> list[str]:
+    """The top-k trials by validation mean AUC (the only thing selection ever looks at)."""
+    scored = []
+    for trial_id, st in states:
+        if st["status"] != "TERMINATED":
+            continue
+        summary = TrialArtifacts(p.exp.dir / "trials" / trial_id).read_json("summary.json")
+        value = (summary or {}).get("val_mean_auc")
+        if value is not None and value == value:
+            scored.append((value, trial_id))
+    scored.sort(reverse=True)
+    return [t for _, t in scored[: p.loaded.spec.finalists]]
+
+
+def score_finalists(p: Pipeline, states) -> list[str]:
+    import ray
+
+    from explorer.evaluate import score_finalist
+
+    finalists = finalists_of(p, states)
+    if len(p.data.test) == 0:
+        print("note: the data has no test images; finalists are reported on validation only",
+              flush=True)
+        return finalists
+    r = p.base.resources
+    task = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(score_finalist)
+    ray.get([task.remote(str(p.exp.dir / "trials" / t)) for t in finalists])
+    return finalists

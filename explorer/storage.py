@@ -1,0 +1,156 @@
+"""Experiment storage: where runs, shared encoders and cached baselines live.
+
+The storage root (``--storage``, default ``runs/``) holds one folder per experiment plus caches
+shared by every experiment in it::
+
+    <storage>/<name>/                 Tune's experiment folder, our trial artifacts, results/
+    <storage>/_encoders/<key>/        pre-trained encoders, keyed by a hash of what made them
+    <storage>/_baselines/<key>/       baseline runs, keyed by (recipe, data, scale, seed)
+
+Files are written atomically (temporary name, then rename), so a reader on any node sees
+either nothing or a whole file. On a cluster the root must be a shared file system mounted at
+the same path on every node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from explorer.errors import StorageError
+
+ENCODERS = "_encoders"
+BASELINES = "_baselines"
+#: A lock whose holder stopped refreshing it for this long is considered abandoned.
+LOCK_STALE_S = float(os.environ.get("CXR_EXPLORER_LOCK_STALE_S", "90"))
+LOCK_HEARTBEAT_S = max(0.5, LOCK_STALE_S / 6)
+
+
+def check_writable(root: str | Path) -> Path:
+    """Create the storage root if needed and prove we can write there (one clear error if not)."""
+    root = Path(root).expanduser()
+    if "://" in str(root):
+        raise StorageError(f"--storage {root}: only file-system paths (local or a shared mount) "
+                           "are supported")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(f"--storage {root}: not writable ({exc.strerror or exc})") from None
+    return root.resolve()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+class FileLock:
+    """An inter-process, inter-node lock: a file created with O_EXCL and kept fresh by a heartbeat.
+
+    Works on local disks and on NFS (O_EXCL is atomic there since NFSv3). A holder that dies
+    stops refreshing the file; after ``LOCK_STALE_S`` another process may break the lock.
+    """
+
+    def __init__(self, path: str | Path, owner: str = ""):
+        self.path = Path(path)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def try_acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._break_if_stale():
+                    return False
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"owner": self.owner, "since": time.time()}, f)
+            self._start_heartbeat()
+            return True
+        return False
+
+    def _break_if_stale(self) -> bool:
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        if age < LOCK_STALE_S:
+            return False
+        # Two breakers may race; renaming to a unique name lets exactly one of them win.
+        grave = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}.{time.time_ns()}")
+        try:
+            os.replace(self.path, grave)
+        except FileNotFoundError:
+            return True
+        if time.time() - grave.stat().st_mtime < LOCK_STALE_S:
+            # Another breaker won and a live holder's fresh lock was moved: put it back.
+            with contextlib.suppress(FileExistsError):
+                os.link(grave, self.path)
+            grave.unlink(missing_ok=True)
+            return False
+        grave.unlink(missing_ok=True)
+        return True
+
+    def _start_heartbeat(self) -> None:
+        def beat() -> None:
+            while not self._stop.wait(LOCK_HEARTBEAT_S):
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(self.path)
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=beat, name="lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self.release()

@@ -1,0 +1,226 @@
+"""Fine-tuning: the worker loop that turns an encoder (or a CNN) into a 14-finding classifier.
+
+Per epoch: train with BCE-with-logits (optionally multi-label mixup/cutmix), score the
+validation split (mean AUC over the findings that have both classes), keep the best epoch,
+checkpoint, and report to Ray so ASHA can stop weak trials. The test split is never touched here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from explorer.config import Recipe
+from explorer.errors import DataError
+from explorer.train.artifacts import TrialArtifacts
+from explorer.train.common import (
+    autocast,
+    build_optimizer,
+    build_scheduler,
+    current_lr,
+    finite_or_raise,
+    plan_steps,
+    set_epoch,
+    setup_worker,
+    train_loader,
+)
+from explorer.train.pretrain import EncoderInfo
+from explorer.train.session import Session, unwrap
+
+METRIC = "best_val_mean_auc"
+
+
+def build_classifier(recipe: Recipe, num_classes: int, encoder: EncoderInfo) -> torch.nn.Module:
+    from explorer.models import create_cnn, create_vit_classifier, load_weights_file
+
+    f = recipe.finetune
+    if recipe.model.family == "cnn":
+        return create_cnn(recipe.model.arch, num_classes=num_classes, weights=f.weights)
+    state = load_weights_file(encoder.path) if encoder.path else None
+    return create_vit_classifier(recipe.model.arch, img_size=recipe.data.image_size,
+                                 patch_size=recipe.model.patch_size, num_classes=num_classes,
+                                 drop_path=f.drop_path, global_pool=recipe.model.global_pool,
+                                 head_init_std=f.head_init_std, encoder_state=state)
+
+
+def make_mixup(recipe: Recipe, num_classes: int):
+    """timm's Mixup/CutMix in multi-label mode: targets mixed with the images' lambda."""
+    from timm.data import Mixup
+
+    f = recipe.finetune
+    if f.mix == "none":
+        return None
+    return Mixup(mixup_alpha=f.mixup_alpha if f.mix in ("mixup", "both") else 0.0,
+                 cutmix_alpha=f.cutmix_alpha if f.mix in ("cutmix", "both") else 0.0,
+                 label_smoothing=0.0, num_classes=num_classes, multi_label=True, mode="batch")
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, device: torch.device, batch_size: int,
+            resources) -> np.ndarray:
+    """Sigmoid probabilities [N, C] in dataset order."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    out = []
+    for imgs, _ in loader:
+        with autocast(device, resources):
+            logits = model(imgs.to(device, non_blocking=True))
+        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+def check_validation(data) -> None:
+    from explorer.metrics import undefined_classes
+
+    if len(data.val) == 0:
+        raise DataError("the validation split is empty: nothing to select recipes on")
+    missing = undefined_classes(data.val.labels, data.findings)
+    if len(missing) == len(data.findings):
+        raise DataError("no finding has both positive and negative cases in the validation "
+                        "split, so no AUC can be computed: use more validation images")
+
+
+def _load_state(ckpt_dir: Path, model, optimizer) -> dict:
+    state = torch.load(ckpt_dir / "state.pt", map_location="cpu", weights_only=True)
+    unwrap(model).load_state_dict(state.pop("model"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    best_path = ckpt_dir / "best_model.pt"
+    state["best_model"] = (torch.load(best_path, map_location="cpu", weights_only=True)
+                           if best_path.is_file() else None)
+    probs_path = ckpt_dir / "best_val_probs.npy"
+    state["best_probs"] = np.load(probs_path) if probs_path.is_file() else None
+    return state
+
+
+def _save_checkpoint(d: Path, model, optimizer, st: dict) -> None:
+    torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": st["epoch"], "history": st["history"], "best": st["best"]},
+               d / "state.pt")
+    if st["best_model"] is not None:
+        torch.save(st["best_model"], d / "best_model.pt")
+        np.save(d / "best_val_probs.npy", st["best_probs"])
+
+
+def _epoch_metrics(st: dict, findings) -> dict[str, Any]:
+    last = st["history"][-1]
+    best = st["best"] or {}
+    m = {"epoch": last["epoch"], "val_mean_auc": last["val_mean_auc"],
+         "train_loss": last["train_loss"], "lr": last["lr"],
+         METRIC: best.get("val_mean_auc", float("nan")), "best_epoch": best.get("epoch", 0)}
+    for f, auc in zip(findings, last["val_auc"]):
+        m[f"val_auc/{f}"] = auc
+    return m
+
+
+def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
+                  artifacts: TrialArtifacts | None = None) -> dict:
+    """Fine-tune, validate every epoch, report; returns the final summary (rank 0)."""
+    from explorer.data import XrayDataset, build_transform
+    from explorer.metrics import per_class_auc
+
+    f = recipe.finetune
+    n_classes = len(data.findings)
+    device = setup_worker(recipe, session, seed_offset=2)
+    model = build_classifier(recipe, n_classes, encoder)
+    if device.type == "cuda" and recipe.model.family == "cnn":
+        model = model.to(memory_format=torch.channels_last)
+    model = session.prepare_model(model)
+    tf = build_transform(recipe.data, train=True, crop_scale=tuple(f.crop_scale), hflip=f.hflip,
+                         rand_augment=f.rand_augment, random_erasing=f.random_erasing,
+                         interpolation=f.interpolation)
+    loader = train_loader(XrayDataset(data.train, tf), f.batch_size, session,
+                          recipe.data.loader_workers, seed=recipe.seed)
+    val_ds = XrayDataset(data.val, build_transform(recipe.data, train=False))
+    plan = plan_steps(f, session.world_size, len(data.train))
+    layer_decay = f.layer_decay if recipe.model.family == "vit" else None
+    optimizer = build_optimizer(unwrap(model), f, plan.lr, layer_decay=layer_decay)
+    scheduler = build_scheduler(optimizer, plan, f)
+    mixup = make_mixup(recipe, n_classes)
+    criterion = torch.nn.BCEWithLogitsLoss()
+
+    st: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_model": None,
+                          "best_probs": None}
+    with session.latest_checkpoint() as ckpt:
+        if ckpt is not None:
+            st.update(_load_state(ckpt, model, optimizer))
+    if st["epoch"] >= f.epochs and st["history"]:
+        # Finished before an interruption hid it from Tune: report the last epoch again.
+        session.report(_epoch_metrics(st, data.findings) if session.is_main else {})
+        return summarize(st, f.epochs)
+
+    updates = st["epoch"] * plan.updates_per_epoch
+    scheduler.step_update(updates)
+    for epoch in range(st["epoch"], f.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        set_epoch(loader, epoch, recipe.seed)
+        total, n = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for i, (imgs, targets) in enumerate(loader):
+            if i >= plan.batches_per_epoch:
+                break
+            imgs = imgs.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            if mixup is not None and len(imgs) > 1:
+                imgs, targets = mixup(imgs, targets)
+            if device.type == "cuda" and recipe.model.family == "cnn":
+                imgs = imgs.contiguous(memory_format=torch.channels_last)
+            with autocast(device, recipe.resources):
+                loss = criterion(model(imgs).float(), targets)
+            (loss / plan.accum_steps).backward()
+            total += float(loss.detach())
+            n += 1
+            if (i + 1) % plan.accum_steps == 0:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                updates += 1
+                scheduler.step_update(updates)
+        train_loss = finite_or_raise(session.all_mean(total / max(n, 1)), "training loss")
+        st["epoch"] = epoch + 1
+        report: dict[str, Any] = {}
+        with tempfile.TemporaryDirectory(prefix="cxr-ckpt-") as tmp:
+            if session.is_main:
+                probs = predict(unwrap(model), val_ds, device, f.batch_size, recipe.resources)
+                table = per_class_auc(data.val.labels, probs, data.findings)
+                defined = table["auc"].dropna()
+                mean = float(defined.mean()) if len(defined) else float("nan")
+                st["history"].append({"epoch": epoch + 1, "val_mean_auc": mean,
+                                      "val_auc": [None if math.isnan(a) else float(a)
+                                                  for a in table["auc"]],
+                                      "train_loss": train_loss, "lr": current_lr(optimizer),
+                                      "epoch_time_s": time.perf_counter() - t0})
+                best = st["best"]
+                if best is None or (not math.isnan(mean) and mean > best["val_mean_auc"]):
+                    st["best"] = {"epoch": epoch + 1, "val_mean_auc": mean}
+                    st["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in
+                                                      unwrap(model).state_dict().items()})
+                    st["best_probs"] = probs
+                    if artifacts is not None:
+                        artifacts.save_model(st["best_model"])
+                        artifacts.write_predictions("val", data.val, probs, data.findings)
+                if artifacts is not None:
+                    artifacts.write_json("history.json", st["history"])
+                    artifacts.write_json("summary.json", summarize(st, f.epochs))
+                _save_checkpoint(Path(tmp), model, optimizer, st)
+                report = _epoch_metrics(st, data.findings)
+            session.report(report, checkpoint_dir=tmp if session.is_main else None)
+    return summarize(st, f.epochs)
+
+
+def summarize(st: dict, epochs_planned: int) -> dict:
+    best = st.get("best") or {}
+    hist = st.get("history") or []
+    at_best = next((h for h in hist if h["epoch"] == best.get("epoch")), None)
+    return {"epochs_run": st.get("epoch", 0), "epochs_planned": epochs_planned,
+            "best_epoch": best.get("epoch"), "val_mean_auc": best.get("val_mean_auc"),
+            "val_auc": at_best["val_auc"] if at_best else None}

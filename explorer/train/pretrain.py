@@ -1,0 +1,203 @@
+"""MAE pre-training: the worker loop, and the shared encoder cache around it.
+
+Trials whose pre-training inputs hash the same (pre-training config, encoder architecture, data
+fingerprint, seed) share one encoder in ``<storage>/_encoders/<key>/``. The first trial to need
+it takes a file lock and trains it (resuming from ``partial.pt`` if an earlier holder died);
+concurrent trials wait for ``encoder.pt`` to appear. Each user leaves its trial id under
+``users/`` so the report can say who shared what.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from explorer.config import Recipe
+from explorer.recipes import config_hash
+from explorer.storage import ENCODERS, FileLock, atomic_torch_save, atomic_write_bytes
+from explorer.train.common import (
+    autocast,
+    build_optimizer,
+    build_scheduler,
+    finite_or_raise,
+    plan_steps,
+    set_epoch,
+    setup_worker,
+    train_loader,
+)
+from explorer.train.session import Session, unwrap
+
+POLL_S = 2.0
+N_RECONSTRUCTIONS = 4
+
+
+@dataclass
+class EncoderInfo:
+    key: str | None
+    path: str | None
+    role: str  # "trained" | "reused" | "imported" | "none"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pretrain_inputs(recipe: Recipe, data_fingerprint: str) -> dict:
+    """Everything that changes what pre-training produces (and nothing that does not)."""
+    data = recipe.data.model_dump(mode="json", exclude={"loader_workers", "root"})
+    pre = recipe.pretrain.model_dump(mode="json", exclude={"enabled", "from_checkpoint"})
+    return {"pretrain": pre, "model": recipe.model.model_dump(mode="json", exclude={"global_pool"}),
+            "data": data, "data_fingerprint": data_fingerprint, "seed": recipe.seed}
+
+
+def pretrain_key(recipe: Recipe, data_fingerprint: str) -> str:
+    return config_hash(pretrain_inputs(recipe, data_fingerprint), n=16)
+
+
+def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path) -> dict:
+    """Train an MAE on ``data.train`` images; resume from ``workdir/partial.pt``.
+
+    Returns the final MAE state dict (released-checkpoint key layout). Rank 0 writes
+    ``partial.pt`` every epoch and ``losses.json`` (mean loss per epoch).
+    """
+    from explorer.data import XrayDataset, build_transform
+    from explorer.models import create_mae
+
+    p = recipe.pretrain
+    device = setup_worker(recipe, session, seed_offset=1)
+    mae = create_mae(recipe.model.arch, img_size=recipe.data.image_size,
+                     patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
+                     decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads,
+                     norm_pix_loss=p.norm_pix_loss)
+    model = session.prepare_model(mae)
+    tf = build_transform(recipe.data, train=True, crop_scale=tuple(p.crop_scale), hflip=p.hflip,
+                         interpolation=p.interpolation)
+    loader = train_loader(XrayDataset(data.train, tf), p.batch_size, session,
+                          recipe.data.loader_workers, seed=recipe.seed)
+    plan = plan_steps(p, session.world_size, len(data.train))
+    optimizer = build_optimizer(unwrap(model), p, plan.lr)
+    scheduler = build_scheduler(optimizer, plan, p)
+
+    start, losses = 0, []
+    partial = workdir / "partial.pt"
+    if partial.is_file():
+        state = torch.load(partial, map_location="cpu", weights_only=True)
+        unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, losses = int(state["epoch"]), list(state["losses"])
+
+    updates = start * plan.updates_per_epoch
+    scheduler.step_update(updates)
+    for epoch in range(start, p.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        set_epoch(loader, epoch, recipe.seed)
+        total, n = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for i, (imgs, _) in enumerate(loader):
+            if i >= plan.batches_per_epoch:
+                break
+            imgs = imgs.to(device, non_blocking=True)
+            with autocast(device, recipe.resources):
+                loss, _, _ = model(imgs, mask_ratio=p.mask_ratio)
+            (loss / plan.accum_steps).backward()
+            total += float(loss.detach())
+            n += 1
+            if (i + 1) % plan.accum_steps == 0:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                updates += 1
+                scheduler.step_update(updates)
+        mean_loss = finite_or_raise(session.all_mean(total / max(n, 1)), "MAE loss")
+        losses.append({"epoch": epoch + 1, "loss": mean_loss,
+                       "time_s": time.perf_counter() - t0})
+        if session.is_main:
+            atomic_torch_save({"model": unwrap(model).state_dict(),
+                               "optimizer": optimizer.state_dict(),
+                               "epoch": epoch + 1, "losses": losses}, partial)
+            atomic_write_bytes(workdir / "losses.json", json.dumps(losses).encode())
+        session.barrier()
+    return unwrap(model).state_dict()
+
+
+def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
+    """A few validation images as masked / reconstruction / original PNGs (Parquet bytes)."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from explorer.data import XrayDataset, build_transform
+    from explorer.models import create_mae, reconstruction_panels
+
+    p = recipe.pretrain
+    mae = create_mae(recipe.model.arch, img_size=recipe.data.image_size,
+                     patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
+                     decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads,
+                     norm_pix_loss=p.norm_pix_loss)
+    mae.load_state_dict(state)
+    split = data.val if len(data.val) else data.train
+    ds = XrayDataset(split, build_transform(recipe.data, train=False))
+    idx = np.linspace(0, len(ds) - 1, num=min(N_RECONSTRUCTIONS, len(ds))).astype(int)
+    imgs = torch.stack([ds[int(i)][0] for i in idx])
+    panels = reconstruction_panels(mae, imgs, mask_ratio=p.mask_ratio, mean=recipe.data.mean,
+                                   std=recipe.data.std, seed=recipe.seed)
+    rows = []
+    for i, pan in zip(idx, panels):
+        for name, arr in pan.items():
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="PNG")
+            rows.append({"image_id": str(split.image_ids[i]), "panel": name,
+                         "png": buf.getvalue()})
+    out = io.BytesIO()
+    pd.DataFrame(rows).to_parquet(out, index=False)
+    return out.getvalue()
+
+
+def ensure_encoder(recipe: Recipe, data, storage: Path, session: Session) -> EncoderInfo:
+    """The trial's encoder: imported, found in the shared cache, or pre-trained here (once)."""
+    p = recipe.pretrain
+    if p.from_checkpoint:
+        path = Path(p.from_checkpoint).expanduser()
+        return EncoderInfo(key=f"file:{path.name}", path=str(path), role="imported")
+    if not recipe.uses_mae_pretraining:
+        return EncoderInfo(key=None, path=None, role="none")
+
+    key = pretrain_key(recipe, data.fingerprint)
+    enc_dir = storage / ENCODERS / key
+    final = enc_dir / "encoder.pt"
+    if session.is_main:
+        (enc_dir / "users").mkdir(parents=True, exist_ok=True)
+        (enc_dir / "users" / session.trial_id).touch()
+    lock = FileLock(enc_dir / "lock", owner=session.trial_id)
+    while True:
+        if final.is_file():
+            return EncoderInfo(key=key, path=str(final), role="reused")
+        got = session.broadcast(lock.try_acquire() if session.is_main else None)
+        if got:
+            break
+        time.sleep(POLL_S)
+
+    try:
+        if final.is_file():  # finished between our check and the lock
+            return EncoderInfo(key=key, path=str(final), role="reused")
+        t0 = time.perf_counter()
+        state = pretrain_loop(recipe, data, session, enc_dir)
+        if session.is_main:
+            atomic_write_bytes(enc_dir / "reconstructions.parquet",
+                               _reconstructions(recipe, state, data))
+            meta = {"key": key, "trained_by": session.trial_id,
+                    "wall_time_s": time.perf_counter() - t0,
+                    "inputs": pretrain_inputs(recipe, data.fingerprint)}
+            atomic_write_bytes(enc_dir / "meta.json", json.dumps(meta, indent=2).encode())
+            atomic_torch_save({"model": state, "epoch": p.epochs,
+                               "config": json.dumps(meta["inputs"])}, final)
+            (enc_dir / "partial.pt").unlink(missing_ok=True)
+        session.barrier()
+    finally:
+        if session.is_main:
+            lock.release()
+    return EncoderInfo(key=key, path=str(final), role="trained")

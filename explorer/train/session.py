@@ -1,0 +1,158 @@
+"""Where a worker loop reports to: the one seam between our loops and Ray.
+
+The same pre-training and fine-tuning loops run in three places, and only this object differs:
+
+- ``TrainSession``: a Ray Train ``TorchTrainer`` worker (N DDP workers; gloo on CPU, NCCL on GPU).
+  Metrics go through ``ray.train.report`` (a barrier on every rank; rank 0's metrics reach Tune
+  via ``TuneReportCallback``).
+- ``TuneSession``: directly inside a Tune trial (one in-process worker, no Train start-up cost).
+- ``LocalSession``: no Ray at all (benchmarks, unit tests, a quick run in a notebook).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+class Session:
+    rank: int = 0
+    world_size: int = 1
+    trial_id: str = "local"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device())
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[Path | None]:
+        yield None
+
+    def barrier(self) -> None:
+        if self.world_size > 1 and dist.is_initialized():
+            dist.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if self.world_size > 1 and dist.is_initialized():
+            box = [obj]
+            dist.broadcast_object_list(box, src=0)
+            return box[0]
+        return obj
+
+    def all_mean(self, value: float) -> float:
+        if self.world_size > 1 and dist.is_initialized():
+            t = torch.tensor([value], dtype=torch.float64)
+            if dist.get_backend() == "nccl":
+                t = t.to(self.device())
+            dist.all_reduce(t)
+            return float(t.item()) / self.world_size
+        return value
+
+
+class LocalSession(Session):
+    """Keeps reported metrics in ``history`` and the latest checkpoint in ``root/latest``."""
+
+    def __init__(self, root: str | Path | None = None, trial_id: str = "local"):
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="cxr-local-"))
+        self.trial_id = trial_id
+        self.history: list[dict[str, Any]] = []
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        self.history.append(dict(metrics))
+        if checkpoint_dir is not None:
+            dest = self.root / "latest"
+            tmp = self.root / ".latest.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, tmp)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[Path | None]:
+        dest = self.root / "latest"
+        yield dest if dest.is_dir() else None
+
+
+class TuneSession(Session):
+    """Inside a Tune function trainable: ``ray.tune.report`` with ``ray.tune.Checkpoint``."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        from ray import tune
+
+        ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=ckpt)
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[Path | None]:
+        from ray import tune
+
+        ckpt = tune.get_checkpoint()
+        if ckpt is None:
+            yield None
+            return
+        with ckpt.as_directory() as d:
+            yield Path(d)
+
+
+class TrainSession(Session):
+    """Inside a Ray Train worker: ``ray.train.report`` is a barrier that every rank calls."""
+
+    def __init__(self, trial_id: str):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.trial_id = trial_id
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+
+    def device(self) -> torch.device:
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        import ray.train
+
+        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[Path | None]:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            yield None
+            return
+        with ckpt.as_directory() as d:
+            yield Path(d)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside a DDP wrapper (used for evaluation on rank 0 without collectives)."""
+    return model.module if hasattr(model, "module") else model

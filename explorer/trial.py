@@ -1,0 +1,135 @@
+"""The Tune trainables: one search trial (pre-train if needed, then fine-tune) and one baseline run.
+
+A trial runs its worker loop either inline in the Tune trial (one worker, no Train start-up) or
+as a Ray Train ``TorchTrainer`` with DDP workers whose rank-0 metrics reach Tune through
+``TuneReportCallback``. The loop is the same function in both cases (``run_worker``); only the
+``Session`` differs. Everything here is importable, so ``Tuner.restore`` can unpickle it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from explorer.recipes import build_recipe, config_hash, set_path
+from explorer.train.artifacts import TrialArtifacts
+from explorer.train.session import Session, TrainSession, TuneSession
+
+
+def trial_recipe_dict(base: dict, params: dict[str, Any]) -> dict:
+    import copy
+
+    d = copy.deepcopy(base)
+    for path, value in params.items():
+        set_path(d, path, value)
+    return d
+
+
+def run_worker(job: dict, session: Session) -> dict:
+    """The per-worker body shared by both execution modes.
+
+    ``job``: recipe (dict), params, kind ("recipe" | "baseline"), artifacts (folder),
+    storage (root of the shared caches), score_test (baselines score the test split once at the
+    end, selecting their epoch on validation).
+    """
+    from explorer.data import load_data
+    from explorer.train.finetune import check_validation, finetune_loop
+    from explorer.train.pretrain import ensure_encoder
+
+    t0 = time.time()
+    recipe = build_recipe(job["recipe"])
+    data = load_data(recipe.data)
+    check_validation(data)
+    art = TrialArtifacts(job["artifacts"])
+    if session.is_main:
+        art.write_json("config.json", {"kind": job["kind"], "trial_id": session.trial_id,
+                                       "params": job.get("params", {}),
+                                       "recipe": recipe.model_dump(mode="json"),
+                                       "config_hash": config_hash(recipe),
+                                       "started": art.read_json("config.json", {}).get(
+                                           "started", t0)})
+    encoder = ensure_encoder(recipe, data, Path(job["storage"]), session)
+    if session.is_main:
+        art.write_json("encoder.json", encoder.to_dict())
+    summary = finetune_loop(recipe, data, session, encoder, art)
+    if job.get("score_test") and session.is_main:
+        from explorer.evaluate import score_test
+
+        score_test(recipe, data, art)
+    if session.is_main:
+        art.write_json("done.json", {"finished": time.time(), **summary})
+    return summary
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train's ``train_loop_per_worker``."""
+    run_worker(config["job"], TrainSession(config["job"]["trial_id"]))
+
+
+def _run(job: dict, recipe_dict: dict, run_dir: Path) -> None:
+    recipe = build_recipe(recipe_dict)
+    if recipe.resources.mode == "inline":
+        run_worker(job, TuneSession(job["trial_id"]))
+        return
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    r = recipe.resources
+    per_worker = {"CPU": r.cpus_per_worker}
+    if r.gpus_per_worker:
+        per_worker["GPU"] = r.gpus_per_worker
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"job": job},
+        scaling_config=ray.train.ScalingConfig(num_workers=r.workers,
+                                               use_gpu=r.gpus_per_worker > 0,
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            # A stable name per trial: a restored trial's Train run resumes from its checkpoint.
+            name=job["trial_id"], storage_path=str(run_dir / "_train"),
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
+
+
+def search_trainable(config: dict, context: dict) -> None:
+    """One search trial: the searched parameters in ``config`` applied to the base recipe."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    run_dir = Path(context["run_dir"])
+    recipe_dict = trial_recipe_dict(context["base_recipe"], config)
+    job = {"kind": "recipe", "trial_id": trial_id, "params": dict(config),
+           "recipe": recipe_dict, "artifacts": str(run_dir / "trials" / trial_id),
+           "storage": context["storage"], "score_test": False}
+    _run(job, recipe_dict, run_dir)
+
+
+def baseline_trainable(config: dict, context: dict) -> None:
+    """One baseline run (a CNN and a seed), cached in ``<storage>/_baselines/<key>``.
+
+    A file lock in the cache folder makes two searches sharing a storage train it once.
+    """
+    from ray import tune
+
+    from explorer.storage import FileLock
+
+    trial_id = tune.get_context().get_trial_id()
+    b = context["baselines"][config["baseline"]]
+    art = TrialArtifacts(b["artifacts"])
+    lock = FileLock(art.path("lock"), owner=trial_id)
+    while not art.path("done.json").is_file():
+        if lock.try_acquire():
+            with lock.held():
+                if not art.path("done.json").is_file():
+                    job = {"kind": "baseline", "trial_id": trial_id, "params": {},
+                           "recipe": b["recipe"], "artifacts": b["artifacts"],
+                           "storage": context["storage"], "score_test": True}
+                    _run(job, b["recipe"], Path(context["run_dir"]))
+            return
+        time.sleep(2)

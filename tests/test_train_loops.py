@@ -1,0 +1,120 @@
+"""The worker loops without Ray (LocalSession): plans, pre-training, fine-tuning, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.config import FinetuneConfig
+from explorer.data import load_data
+from explorer.recipes import resolve_recipe
+from explorer.train.artifacts import TrialArtifacts
+from explorer.train.common import plan_steps
+from explorer.train.finetune import METRIC, finetune_loop, make_mixup
+from explorer.train.pretrain import EncoderInfo, ensure_encoder, pretrain_key
+from explorer.train.session import LocalSession
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    recipe = resolve_recipe("mae_vit_small_xray", "smoke",
+                            ({"pretrain": {"epochs": 2}, "finetune": {"epochs": 2}},))
+    return recipe, load_data(recipe.data)
+
+
+def test_effective_batch_by_accumulation_or_lr_scaling():
+    acc = FinetuneConfig(batch_size=128, effective_batch=1024, batch_policy="accumulate")
+    plan = plan_steps(acc, world_size=2, n_train=10_000)
+    assert plan.accum_steps == 4 and plan.effective_batch == 1024
+    assert plan.lr == pytest.approx(2.5e-4 * 1024 / 256)  # the study's 1e-3
+    scaled = FinetuneConfig(batch_size=64, effective_batch=1024, batch_policy="scale_lr")
+    plan = plan_steps(scaled, world_size=1, n_train=10_000)
+    assert plan.accum_steps == 1 and plan.lr == pytest.approx(2.5e-4 * 64 / 256)
+
+
+def test_pretraining_loss_goes_down_and_encoder_is_shared(smoke, tmp_path):
+    recipe, data = smoke
+    recipe = recipe.model_copy(update={"pretrain": recipe.pretrain.model_copy(
+        update={"epochs": 4, "warmup_epochs": 0})})
+    first = ensure_encoder(recipe, data, tmp_path, LocalSession(tmp_path / "a", "trial-a"))
+    assert first.role == "trained"
+    losses = json.loads((tmp_path / "_encoders" / first.key / "losses.json").read_text())
+    assert len(losses) == 4 and losses[-1]["loss"] < losses[0]["loss"]
+    again = ensure_encoder(recipe, data, tmp_path, LocalSession(tmp_path / "b", "trial-b"))
+    assert again.role == "reused" and again.path == first.path
+    users = sorted(p.name for p in (tmp_path / "_encoders" / first.key / "users").iterdir())
+    assert users == ["trial-a", "trial-b"]
+    other = recipe.model_copy(update={"pretrain": recipe.pretrain.model_copy(
+        update={"mask_ratio": 0.5})})
+    assert pretrain_key(other, data.fingerprint) != first.key
+
+
+def test_finetune_reports_every_epoch_and_resumes_from_checkpoint(smoke, tmp_path):
+    recipe, data = smoke
+    enc = EncoderInfo(None, None, "none")
+    full = LocalSession(tmp_path / "full")
+    finetune_loop(recipe.model_copy(update={"finetune": recipe.finetune.model_copy(
+        update={"epochs": 3})}), data, full, enc, TrialArtifacts(tmp_path / "art"))
+    assert [m["epoch"] for m in full.history] == [1, 2, 3]
+    assert all(0 <= m["val_mean_auc"] <= 1 for m in full.history)
+    assert full.history[-1][METRIC] == max(m["val_mean_auc"] for m in full.history)
+    summary = json.loads((tmp_path / "art" / "summary.json").read_text())
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] in (1, 2, 3)
+    assert (tmp_path / "art" / "best_model.pt").is_file()
+
+    # Interrupted after 2 epochs, then resumed: epoch 3 starts from the epoch-2 checkpoint.
+    part = LocalSession(tmp_path / "part")
+    short = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(
+        update={"epochs": 3})})
+    finetune_loop(short.model_copy(update={"finetune": short.finetune.model_copy(
+        update={"epochs": 2})}), data, part, enc)
+    resumed = LocalSession(tmp_path / "part")
+    finetune_loop(short, data, resumed, enc)
+    assert [m["epoch"] for m in resumed.history] == [3]
+
+
+def test_finished_run_resumed_reports_its_last_epoch_again(smoke, tmp_path):
+    recipe, data = smoke
+    enc = EncoderInfo(None, None, "none")
+    s = LocalSession(tmp_path / "s")
+    finetune_loop(recipe, data, s, enc)
+    again = LocalSession(tmp_path / "s")
+    finetune_loop(recipe, data, again, enc)
+    assert len(again.history) == 1 and again.history[0]["epoch"] == recipe.finetune.epochs
+
+
+def test_multilabel_mixup_mixes_targets_with_the_image_lambda(smoke):
+    recipe, _ = smoke
+    recipe = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(
+        update={"mix": "mixup", "mixup_alpha": 0.4})})
+    mix = make_mixup(recipe, num_classes=14)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    x = torch.stack([torch.full((3, 8, 8), float(i)) for i in range(4)])
+    y = torch.zeros(4, 14)
+    y[0, 2] = 1
+    y[3, 5] = 1
+    xm, ym = mix(x.clone(), y.clone())
+    lam = float(xm[0, 0, 0, 0] - 3) / (0 - 3)  # image 0 is mixed with the flipped image 3
+    assert ym.shape == (4, 14)
+    assert ym[0, 2] == pytest.approx(lam, abs=1e-5) and ym[0, 5] == pytest.approx(1 - lam,
+                                                                                   abs=1e-5)
+    assert torch.all((ym >= 0) & (ym <= 1))
+
+
+def test_cutmix_multilabel_targets(smoke):
+    recipe, _ = smoke
+    recipe = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(
+        update={"mix": "cutmix", "cutmix_alpha": 1.0})})
+    mix = make_mixup(recipe, num_classes=14)
+    np.random.seed(1)
+    x = torch.zeros(2, 3, 16, 16)
+    x[1] = 1.0
+    y = torch.tensor([[1.0] + [0.0] * 13, [0.0, 1.0] + [0.0] * 12])
+    xm, ym = mix(x.clone(), y.clone())
+    pasted = float(xm[0].mean())  # share of image 0 covered by image 1's patch
+    assert ym[0, 0] == pytest.approx(1 - pasted, abs=1e-5)
+    assert ym[0, 1] == pytest.approx(pasted, abs=1e-5)

@@ -1,0 +1,32 @@
+"""Data: sources, the pre-resized cache, transforms.
+
+``load_data(cfg)`` returns a ``DataBundle`` (train/val/test ``Split``s of uint8 images at
+``cfg.cache_size`` px, float32 labels, image and patient ids, and ``notes`` for the report)
+from one of the sources:
+
+- ``phantom``      built-in procedural thorax phantom (no files), ChestX-ray14 label statistics
+- ``chestxray14``  NIH ChestX-ray14 release layout (full or partial download)
+- ``chexpert``     CheXpert v1.0 / v1.0-small, 5 competition findings
+- ``chestmnist``   MedMNIST ``chestmnist*.npz``
+- ``csv``          any image folder plus a CSV of labels
+
+``build_transform`` and ``XrayDataset`` turn a split into model inputs.
+"""
+
+from explorer.data.bundle import DataBundle, Split
+from explorer.data.config import DataConfig
+from explorer.data.dataset import XrayDataset
+from explorer.data.findings import CHEXPERT_FINDINGS, FINDINGS
+from explorer.data.loader import load_data
+from explorer.data.transforms import build_transform
+
+__all__ = [
+    "CHEXPERT_FINDINGS",
+    "FINDINGS",
+    "DataBundle",
+    "DataConfig",
+    "Split",
+    "XrayDataset",
+    "build_transform",
+    "load_data",
+]

@@ -1,0 +1,122 @@
+"""The ``data:`` section of a recipe."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from explorer.data.findings import CHEXPERT_FINDINGS
+
+SourceName = Literal["phantom", "chestxray14", "chexpert", "chestmnist", "csv"]
+Uncertainty = Literal["ones", "zeros"]
+
+# The study's CheXpert policy: uncertain (-1) counts as positive for Edema and Atelectasis.
+CHEXPERT_UNCERTAINTY: dict[str, Uncertainty] = {
+    "Atelectasis": "ones", "Cardiomegaly": "zeros", "Consolidation": "zeros", "Edema": "ones",
+    "Pleural Effusion": "zeros",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSizes(_Strict):
+    """Images per split. For ``phantom`` the number generated (``null``: 2000 / 400 / 600); for
+    real sources an optional cap (a deterministic, patient-wise subsample), ``null`` meaning
+    every image."""
+
+    train: int | None = Field(default=None, ge=1)
+    val: int | None = Field(default=None, ge=1)
+    test: int | None = Field(default=None, ge=1)
+
+
+class DataConfig(_Strict):
+    source: SourceName = "phantom"
+    root: str | None = None
+    image_size: int = Field(default=224, ge=8, description="model input size in pixels")
+    eval_crop_pct: float = Field(
+        default=0.875, gt=0, le=1,
+        description="eval: resize to image_size / crop_pct, centre-crop image_size "
+        "(study: 256 -> 224)",
+    )
+    split_seed: int = 0
+    val_fraction: float = Field(default=0.13, gt=0, lt=1,
+                                description="share of train_val patients carved out for validation")
+    images: SplitSizes = Field(default_factory=SplitSizes)
+    mean: float = 0.5056
+    std: float = Field(default=0.252, gt=0)
+    loader_workers: int = Field(default=0, ge=0)
+    max_bad_fraction: float = Field(
+        default=0.05, ge=0, le=1,
+        description="unreadable image files are skipped and listed; above this share the run stops",
+    )
+
+    # --- phantom ---
+    phantom_strength: float = Field(
+        default=1.0, gt=0, description="phantom only: contrast of the finding traces (1 = default)"
+    )
+    # --- chexpert ---
+    uncertainty: dict[str, Uncertainty] = Field(
+        default_factory=lambda: dict(CHEXPERT_UNCERTAINTY),
+        description="chexpert only: uncertain (-1) label -> 1 (ones) or 0 (zeros), per finding; "
+        "findings left out keep the study's policy",
+    )
+    frontal_only: bool = Field(default=True, description="chexpert only: drop lateral views")
+    # --- chestmnist ---
+    chestmnist_size: Literal[28, 64, 128, 224] | None = Field(
+        default=None, description="chestmnist only: which chestmnist*.npz of a folder to use "
+        "(null: the smallest one at least cache_size wide, else the largest)",
+    )
+    # --- csv ---
+    csv_file: str | None = Field(
+        default=None, description="csv only: label file, relative to root (null: the only *.csv)"
+    )
+    path_column: str = Field(default="path", description="csv only: image path, relative to root")
+    label_columns: list[str] | None = Field(
+        default=None, description="csv only: one 0/1 column per finding (order = findings order)"
+    )
+    labels_column: str | None = Field(
+        default=None, description="csv only: one column of '|'-separated finding names"
+    )
+    findings: list[str] | None = Field(
+        default=None, description="csv with labels_column: the finding names (null: ChestX-ray14's)"
+    )
+    patient_column: str | None = Field(
+        default=None, description="csv only: patient id (null: every image is its own patient)"
+    )
+    split_column: str | None = Field(
+        default=None, description="csv only: train/val/test per row (null: split by patients)"
+    )
+    test_fraction: float = Field(
+        default=0.2, gt=0, lt=1,
+        description="csv without split_column: share of patients carved out for test",
+    )
+
+    @property
+    def cache_size(self) -> int:
+        """Resolution stored in the pre-resized cache (so the eval centre crop can be taken)."""
+        return math.ceil(self.image_size / self.eval_crop_pct)
+
+    @field_validator("uncertainty")
+    @classmethod
+    def _known_uncertainty(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(CHEXPERT_FINDINGS))
+        if unknown:
+            raise ValueError(f"uncertainty: unknown findings {unknown}; "
+                             f"valid: {list(CHEXPERT_FINDINGS)}")
+        return {**CHEXPERT_UNCERTAINTY, **v}
+
+    @model_validator(mode="after")
+    def _one_label_layout(self):
+        if self.label_columns is not None and self.labels_column is not None:
+            raise ValueError("set either label_columns (0/1 columns) or labels_column "
+                             "('|'-separated names), not both")
+        return self
+
+    @field_validator("root")
+    @classmethod
+    def _expand(cls, v: str | None) -> str | None:
+        return v if v is None else str(v)

@@ -35,6 +35,12 @@ def _nan_to_none(x):
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
+def _wall_time(started: float | None, done: dict | None, summary: dict | None) -> float | None:
+    """From the trial's start (pre-training included) to its last finished epoch."""
+    end = (done or {}).get("finished") or (summary or {}).get("updated")
+    return end - started if end and started else None
+
+
 def _record(art: TrialArtifacts, trial_id: str, kind: str, label: str, state: dict,
             searched: list[str]) -> tuple[dict, list[dict], list[pd.DataFrame]]:
     cfg = art.read_json("config.json", {}) or {}
@@ -55,8 +61,7 @@ def _record(art: TrialArtifacts, trial_id: str, kind: str, label: str, state: di
         "best_epoch": (summary or {}).get("best_epoch"),
         "val_mean_auc": _nan_to_none((summary or {}).get("val_mean_auc")),
         "test_mean_auc": None, "finalist": False, "seed": recipe.get("seed"),
-        "wall_time_s": (done["finished"] - started) if done and started else
-        sum(h.get("epoch_time_s", 0) for h in history),
+        "wall_time_s": _wall_time(started, done, summary),
         "config_hash": cfg.get("config_hash"), "config_json": json.dumps(recipe, sort_keys=True),
         "pretrain_key": enc.get("key"), "pretrain_role": enc.get("role", "none"),
     }

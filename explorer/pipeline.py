@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -47,6 +48,31 @@ def trial_states(grid) -> list[tuple[str, dict]]:
         err = t.get_error() if t.status == "ERROR" else None
         out.append((t.trial_id, {"status": t.status, "error": _last_line(err) if err else None}))
     return out
+
+
+class _Background:
+    """Run ``fn`` in a daemon thread; ``result()`` joins and re-raises its exception."""
+
+    def __init__(self, fn):
+        self._out: dict = {}
+
+        def target() -> None:
+            try:
+                self._out["value"] = fn()
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._out["error"] = exc
+
+        self._thread = threading.Thread(target=target, name="baselines", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def result(self):
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out.get("value")
 
 
 class Pipeline:
@@ -98,12 +124,20 @@ class Pipeline:
 
     # -- stages ---------------------------------------------------------------------------
     def run(self, extend: int = 0, retry_failed: bool = False) -> int:
+        from explorer.progress import STARTED
         from explorer.stages import run_baselines, run_search, score_finalists
 
+        # The baselines run beside the search (a second Tuner in a thread): the cluster's idle
+        # slots, e.g. while the last search trials finish, go to them instead of waiting.
+        started = STARTED["baselines"] = threading.Event()
+        baselines = _Background(lambda: self._timed("baselines", lambda: run_baselines(self)))
+        # Tune's trainable registry is not thread-safe: let the baselines register first.
+        while not started.wait(0.2) and baselines.alive():
+            pass
         states = self._timed("search", lambda: run_search(self, extend, retry_failed))
         if states is None:
             return self._interrupted()
-        runs = self._timed("baselines", lambda: run_baselines(self))
+        runs = baselines.result()
         if runs is None:
             return self._interrupted()
         finalists = self._timed("test", lambda: score_finalists(self, states))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 from ray.tune import Callback
 
 from explorer.train.finetune import METRIC
+
+#: Set when a Tune run with this progress label has started (its trainable is registered).
+STARTED: dict[str, threading.Event] = {}
 
 
 def _fmt_duration(s: float) -> str:
@@ -38,6 +42,7 @@ class Progress(Callback):
 
     def setup(self, **info) -> None:
         self._reset()
+        STARTED.setdefault(self.label, threading.Event()).set()
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         self._maybe_print(trials)

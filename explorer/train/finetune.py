@@ -132,7 +132,8 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
     n_classes = len(data.findings)
     device = setup_worker(recipe, session, seed_offset=2)
     model = build_classifier(recipe, n_classes, encoder)
-    if device.type == "cuda" and recipe.model.family == "cnn":
+    channels_last = recipe.model.family == "cnn"  # faster convolutions, CPU (~1.25x) and GPU
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = session.prepare_model(model)
     tf = build_transform(recipe.data, train=True, crop_scale=tuple(f.crop_scale), hflip=f.hflip,
@@ -173,7 +174,7 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
             targets = targets.to(device, non_blocking=True)
             if mixup is not None and len(imgs) > 1:
                 imgs, targets = mixup(imgs, targets)
-            if device.type == "cuda" and recipe.model.family == "cnn":
+            if channels_last:
                 imgs = imgs.contiguous(memory_format=torch.channels_last)
             with autocast(device, recipe.resources):
                 loss = criterion(model(imgs).float(), targets)
@@ -210,7 +211,8 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
                         artifacts.write_predictions("val", data.val, probs, data.findings)
                 if artifacts is not None:
                     artifacts.write_json("history.json", st["history"])
-                    artifacts.write_json("summary.json", summarize(st, f.epochs))
+                    artifacts.write_json("summary.json",
+                                         {**summarize(st, f.epochs), "updated": time.time()})
                 _save_checkpoint(Path(tmp), model, optimizer, st)
                 report = _epoch_metrics(st, data.findings)
             session.report(report, checkpoint_dir=tmp if session.is_main else None)

@@ -61,6 +61,16 @@ class Experiment:
             f"{self.dir} already holds an experiment named '{self.name}'{progress}: add --resume "
             f"to continue it, --extend N to add trials, or --name NEW to start another")
 
+    def extensions(self) -> list[dict]:
+        """Trials added by ``--extend N``, one Tune experiment each: [{name, num_samples}]."""
+        return read_json(self.dir / "extensions.json", []) or []
+
+    def add_extension(self, n: int) -> dict:
+        exts = self.extensions()
+        ext = {"name": f"extend-{len(exts) + 1}", "num_samples": n, "created": time.time()}
+        atomic_write_json(self.dir / "extensions.json", [*exts, ext])
+        return ext
+
     def add_stage_time(self, stage: str, seconds: float) -> None:
         path = self.dir / "stages.json"
         stages = read_json(path, {}) or {}

@@ -95,6 +95,11 @@ class Pipeline:
 
         os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+        # Tune's own Ctrl-C handling stops running trials and records them as TERMINATED, the
+        # same state as a finished trial, so a resume would never continue them. Without it,
+        # Ctrl-C is a KeyboardInterrupt: the experiment state saved every few seconds is
+        # resumed exactly like after a kill -9.
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         if not self.verbose:
             warnings.filterwarnings("ignore")
             os.environ.setdefault("RAY_DEDUP_LOGS", "1")

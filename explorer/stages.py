@@ -27,36 +27,61 @@ def _unfinished(states) -> bool:
     return any(s["status"] not in FINISHED for _, s in states)
 
 
-def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
-    """Fit (or restore and finish) the search; None if it was interrupted."""
+def _search_tuner(p: Pipeline, path, name: str, num_samples: int, points: bool,
+                  retry_failed: bool, trainable):
     from ray import tune
 
     loaded, exp = p.loaded, p.exp
-    s = loaded.spec.search
+    if tune.Tuner.can_restore(str(path)):
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=retry_failed)
+    n_parallel = concurrency(p.base, p.cluster, loaded.spec.search.max_concurrent)
+    metric, mode = p.metric
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode,
+            search_alg=build_searcher(loaded, exp.dir, exp.name, points=points),
+            scheduler=build_scheduler(loaded), num_samples=num_samples,
+            max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(path.parent), verbose=1 if p.verbose else 0,
+            callbacks=[Progress(f"search {name}", num_samples, loaded.max_t, n_parallel)],
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+
+
+def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
+    """Fit, restore or extend the search; all trials' states, or None if interrupted.
+
+    The search is the main Tune experiment (``<run_dir>``) plus one per ``--extend N``
+    (``<run_dir>/extend-K``); all share the Optuna study in ``optuna.journal``, so each
+    extension's sampler learns from every earlier trial.
+    """
+    from ray import tune
+
+    from explorer.study import settle_study
+
+    exp = p.exp
     ctx = {"run_dir": str(exp.dir), "storage": str(exp.storage), "base_recipe": p.base_dict}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, context=ctx),
                                     trial_resources(p.base))
-    n_parallel = concurrency(p.base, p.cluster, s.max_concurrent)
-    metric, mode = p.metric
-    if tune.Tuner.can_restore(str(exp.dir)):
-        tuner = tune.Tuner.restore(str(exp.dir), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=retry_failed)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                metric=metric, mode=mode, search_alg=build_searcher(loaded, exp.dir, exp.name),
-                scheduler=build_scheduler(loaded), num_samples=s.num_samples,
-                max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(
-                name=exp.name, storage_path=str(exp.storage), verbose=1 if p.verbose else 0,
-                callbacks=[Progress(f"search {exp.name}", s.num_samples, loaded.max_t,
-                                    n_parallel)],
-                failure_config=tune.FailureConfig(max_failures=1),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-        )
-    states = trial_states(tuner.fit())
-    return None if _unfinished(states) else states
+    parts = [(exp.dir, exp.name, p.loaded.spec.search.num_samples, True)]
+    parts += [(exp.dir / e["name"], e["name"], e["num_samples"], False)
+              for e in exp.extensions()]
+    if extend:
+        ext = exp.add_extension(extend)
+        parts.append((exp.dir / ext["name"], ext["name"], extend, False))
+    states: list = []
+    for path, name, n, points in parts:
+        part = trial_states(_search_tuner(p, path, name, n, points, retry_failed,
+                                          trainable).fit())
+        states += part
+        if _unfinished(part) or len(part) < n:
+            return None
+    settle_study(exp.dir, exp.name, states)
+    return states
 
 
 def baseline_runs(p: Pipeline) -> list[dict]:

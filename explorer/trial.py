@@ -42,6 +42,12 @@ def run_worker(job: dict, session: Session) -> dict:
     data = load_data(recipe.data)
     check_validation(data)
     art = TrialArtifacts(job["artifacts"])
+    if art.path("done.json").is_file():
+        # Finished before an interruption hid it from Tune: report its result, train nothing.
+        from explorer.train.finetune import report_finished
+
+        report_finished(art, data.findings, session)
+        return art.read_json("done.json")
     if session.is_main:
         art.write_json("config.json", {"kind": job["kind"], "trial_id": session.trial_id,
                                        "params": job.get("params", {}),

@@ -11,14 +11,32 @@ Two traps from the Ray 2.60 notes are handled here:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Any
+
+from optuna.exceptions import UpdateFinishedTrialError
+from ray.tune.search.optuna import OptunaSearch
 
 from explorer.spec import LoadedSpec
 from explorer.train.finetune import METRIC
 
 MODE = "max"
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose study lives in a journal that can be ahead of Tune's saved state.
+
+    After a ``kill -9``, Tune resumes trials that had in fact finished (its experiment state is
+    saved every few seconds; the journal is written at once). Such a trial re-reports its last
+    epoch, and Optuna refuses to update a finished trial. The study already holds that trial's
+    final value, so the report is dropped instead of crashing the driver.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        with contextlib.suppress(UpdateFinishedTrialError):
+            super().on_trial_result(trial_id, result)
 
 
 def _matches(value: Any, wanted: Any) -> bool:
@@ -55,9 +73,8 @@ def optuna_storage(run_dir: Path):
     )
 
 
-def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str):
+def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: bool = True):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     s = loaded.spec.search
     if s.searcher.type == "tpe":
@@ -67,11 +84,11 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str):
     else:
         sampler = optuna.samplers.RandomSampler(seed=s.searcher.seed)
     params = {k: v.model_dump(exclude_none=True) for k, v in s.params.items()}
-    return OptunaSearch(
+    return ResumableOptunaSearch(
         space=functools.partial(suggest_space, params=params),
         metric=METRIC, mode=MODE, sampler=sampler,
         storage=optuna_storage(run_dir), study_name=study_name,
-        points_to_evaluate=[dict(p) for p in s.points_to_evaluate] or None,
+        points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,
     )
 
 

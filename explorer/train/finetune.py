@@ -122,6 +122,14 @@ def _epoch_metrics(st: dict, findings) -> dict[str, Any]:
     return m
 
 
+def report_finished(artifacts: TrialArtifacts, findings, session: Session) -> None:
+    """Report a finished trial's last epoch from its record (Tune needs one result)."""
+    summary = artifacts.read_json("summary.json") or {}
+    st = {"history": artifacts.read_json("history.json") or [],
+          "best": {"epoch": summary.get("best_epoch"), "val_mean_auc": summary.get("val_mean_auc")}}
+    session.report(_epoch_metrics(st, findings) if session.is_main and st["history"] else {})
+
+
 def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
                   artifacts: TrialArtifacts | None = None) -> dict:
     """Fine-tune, validate every epoch, report; returns the final summary (rank 0)."""

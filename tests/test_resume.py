@@ -1,0 +1,108 @@
+"""Interrupting a real search (kill -9 of the driver, Ctrl-C) and resuming it.
+
+Each search runs as its own process with its own local Ray, exactly as a user runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.ray
+
+# A continuous mask ratio: two trials with the same value would mean a trial ran twice.
+SETS = ["scale=smoke", "search.num_samples=4", "baselines=[]", "search.points_to_evaluate=[]",
+        "search.params={pretrain.mask_ratio: {type: float, low: 0.5, high: 0.95}}",
+        "search.scheduler.type=none"]
+
+
+def start(storage: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "explorer.search", str(REPO / "search_spaces" / "mask_ratio.yaml"),
+           "--storage", str(storage), "--reports", str(storage / "reports"), "--address", "local",
+           *[a for s in SETS for a in ("--set", s)], *extra]
+    log = open(storage / f"driver-{time.time_ns()}.log", "w")  # noqa: SIM115 - closed by the OS
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=storage)
+
+
+def wait_for(what: str, pred, proc: subprocess.Popen, timeout: float = 240) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"search exited ({proc.returncode}) before: {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def done_files(run: Path) -> list[Path]:
+    return sorted(run.glob("trials/*/done.json"))
+
+
+def mid_epoch(run: Path) -> bool:
+    """A trial has finished some fine-tuning epochs but not all (so it will resume mid-way)."""
+    return any((d / "history.json").is_file() and not (d / "done.json").is_file()
+               for d in run.glob("trials/*"))
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(3)  # the driver's local Ray shares its fate; let it go down
+
+
+def check_complete(run: Path, n: int) -> pd.DataFrame:
+    trials = pd.read_parquet(run / "results" / "trials.parquet")
+    assert len(trials) == n and trials.trial_id.is_unique
+    assert trials["param/pretrain.mask_ratio"].is_unique, "a trial ran twice"
+    assert set(trials.status) == {"completed"}
+    study = optuna.load_study(study_name=run.name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run / "optuna.journal"))))
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    complete = {round(t.params["pretrain.mask_ratio"], 9) for t in study.trials
+                if t.state == optuna.trial.TrialState.COMPLETE}
+    assert complete == {round(v, 9) for v in trials["param/pretrain.mask_ratio"]}
+    return trials
+
+
+def test_kill9_twice_then_resume_finishes_exactly_num_samples(tmp_path):
+    run = tmp_path / "mask_ratio"
+    first = start(tmp_path)
+    wait_for("one finished trial", lambda: len(done_files(run)) >= 1, first)
+    kill9(first)
+    finished = {p: p.stat().st_mtime_ns for p in done_files(run)}
+
+    second = start(tmp_path, "--resume")
+    wait_for("a trial interrupted mid fine-tuning",
+             lambda: len(done_files(run)) > len(finished) and mid_epoch(run), second)
+    kill9(second)
+    finished.update({p: p.stat().st_mtime_ns for p in done_files(run) if p not in finished})
+
+    third = start(tmp_path, "--resume")
+    assert third.wait(timeout=400) == 0
+    check_complete(run, 4)
+    # finished trials were neither lost nor re-run
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    run = tmp_path / "mask_ratio"
+    first = start(tmp_path)
+    wait_for("one finished trial", lambda: len(done_files(run)) >= 1, first)
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == 130
+    log = max(tmp_path.glob("driver-*.log")).read_text()
+    assert "--resume" in log
+    second = start(tmp_path, "--resume")
+    assert second.wait(timeout=400) == 0
+    check_complete(run, 4)

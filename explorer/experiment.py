@@ -31,7 +31,7 @@ class Experiment:
         return self.record_path.is_file() or (self.dir / "tuner.pkl").is_file()
 
     def create(self, loaded: LoadedSpec) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)  # the storage root too, if new
         atomic_write_json(self.record_path, {
             "name": self.name, "spec": loaded.raw, "spec_hash": config_hash(loaded.raw),
             "spec_path": str(loaded.path) if loaded.path else None,

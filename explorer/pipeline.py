@@ -36,6 +36,42 @@ def absolute_paths(recipe_dict: dict) -> dict:
     return recipe_dict
 
 
+def _sees_file(path: str, token: str) -> bool:
+    try:
+        return Path(path).read_text() == token
+    except OSError:
+        return False
+
+
+def check_shared_storage(storage: Path, nodes: list[dict]) -> None:
+    """On a multi-node cluster, every node must see the storage at the same path (a shared
+    mount): trials on other nodes write there, and --resume reads it back."""
+    if len(nodes) < 2:
+        return
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    storage.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    marker = storage / f".shared-check-{token}"
+    marker.write_text(token)
+    try:
+        probe = ray.remote(num_cpus=0)(_sees_file)
+        refs = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]: probe.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(str(marker), token) for n in nodes}
+        blind = [name for name, ok in zip(refs, ray.get(list(refs.values()), timeout=120))
+                 if not ok]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise UserError(f"--storage {storage}: not visible from node {blind[0]} "
+                        f"({len(blind)} of {len(nodes)} nodes): on a multi-node cluster use a "
+                        "shared file system mounted at the same path on every node")
+
+
 def _last_line(err: object) -> str:
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else repr(err))[:400]
@@ -89,6 +125,29 @@ class Pipeline:
 
         self.data = load_data(self.base.data)
         check_validation(self.data)
+        self._check_weights()
+
+    def _check_weights(self) -> None:
+        """A weights file that cannot be read or does not fit fails now, in one line, not later
+        inside every trial."""
+        from explorer.models import create_cnn, create_vit_classifier
+        from explorer.stages import baseline_runs
+
+        n = len(self.data.findings)
+        b = self.base
+        if b.pretrain.from_checkpoint and b.model.family == "vit":
+            create_vit_classifier(b.model.arch, img_size=b.data.image_size,
+                                  patch_size=b.model.patch_size, num_classes=n,
+                                  global_pool=b.model.global_pool,
+                                  encoder_state=b.pretrain.from_checkpoint)
+        seen = set()
+        for run in [{"recipe": self.base_dict}, *baseline_runs(self)]:
+            r = run["recipe"]
+            weights = r["finetune"].get("weights")
+            if weights and r["model"]["arch"] in ("densenet121", "resnet50") and \
+                    (r["model"]["arch"], weights) not in seen:
+                seen.add((r["model"]["arch"], weights))
+                create_cnn(r["model"]["arch"], num_classes=n, weights=weights)
 
     def connect(self, address: str | None) -> None:
         import ray
@@ -107,9 +166,15 @@ class Pipeline:
         env = {k: v for k, v in os.environ.items()
                if k.startswith("CXR_EXPLORER_") or k in ("RAY_CHDIR_TO_TRIAL_DIR",)}
         address = address or os.environ.get("RAY_ADDRESS") or None
-        ray.init(address=address, log_to_driver=self.verbose,
-                 logging_level=logging.INFO if self.verbose else logging.ERROR,
-                 runtime_env={"env_vars": env}, ignore_reinit_error=True)
+        try:
+            ray.init(address=address, log_to_driver=self.verbose,
+                     logging_level=logging.INFO if self.verbose else logging.ERROR,
+                     runtime_env={"env_vars": env}, ignore_reinit_error=True)
+        except ConnectionError as exc:
+            raise UserError(
+                f"could not connect to the Ray cluster at {address} ({_last_line(exc)}): check "
+                "the address and that this machine has the cluster's auth token "
+                "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)") from None
         if not self.verbose:
             for name in ("ray", "ray.tune", "ray.train", "ray.data"):
                 logging.getLogger(name).setLevel(logging.ERROR)
@@ -117,12 +182,14 @@ class Pipeline:
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.cluster = ray.cluster_resources()
+        self.nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._check_fit()
+        check_shared_storage(self.exp.storage, self.nodes)
 
     def _check_fit(self) -> None:
         from explorer.tuning import fits
 
-        ok, why = fits(self.base, self.cluster)
+        ok, why = fits(self.base, self.cluster, [n.get("Resources", {}) for n in self.nodes])
         if not ok:
             raise UserError(f"resources: {why}; lower resources.workers / cpus_per_worker / "
                             f"gpus_per_worker with --set, or add nodes")

@@ -94,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
     from explorer.pipeline import Pipeline
 
     pipeline = Pipeline(loaded, exp, verbose=args.verbose, reports=Path(args.reports))
-    pipeline.prepare_data()  # bad data fails here, before anything is written
+    pipeline.prepare_data()  # bad data or weights fail here, before anything is written
+    pipeline.connect(args.address)  # so do resources that can never fit
     if not exp.exists():
         exp.create(loaded)
-    pipeline.connect(args.address)
     t0 = time.time()
     status = pipeline.run(extend=args.extend, retry_failed=args.retry_failed)
     if status == 0:

@@ -249,7 +249,11 @@ def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec
 def _check_params(loaded: LoadedSpec, base_dict: dict, where: str) -> None:
     params = loaded.spec.search.params
     full = loaded.base.model_dump(mode="json")
+    imported = loaded.base.pretrain.from_checkpoint
     for name, space in params.items():
+        if imported and name.split(".")[0] in PRETRAIN_SECTIONS[:2]:
+            raise SpecError(f"{where}: search.params.{name}: has no effect, the encoder comes "
+                            f"from pretrain.from_checkpoint ({imported})")
         if not has_path(full, name):
             top = name.split(".")[0]
             hint = f" (recipe sections: {', '.join(full)})" if top not in full else ""

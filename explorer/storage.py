@@ -34,14 +34,19 @@ LOCK_HEARTBEAT_S = max(0.5, LOCK_STALE_S / 6)
 
 
 def check_writable(root: str | Path) -> Path:
-    """Create the storage root if needed and prove we can write there (one clear error if not)."""
+    """Prove the storage root can be written (one clear error if not), creating nothing: the
+    probe goes into the root if it exists, else into the nearest existing parent."""
     root = Path(root).expanduser()
     if "://" in str(root):
         raise StorageError(f"--storage {root}: only file-system paths (local or a shared mount) "
                            "are supported")
+    if root.exists() and not root.is_dir():
+        raise StorageError(f"--storage {root}: exists and is not a folder")
+    probe_dir = root
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
+        probe = probe_dir / f".cxr-write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:

@@ -26,6 +26,16 @@ def trial_recipe_dict(base: dict, params: dict[str, Any]) -> dict:
     return d
 
 
+def _node() -> dict:
+    """Where the trial ran (node id and host), for the reproducibility record."""
+    import socket
+
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    return {"node_id": node_id, "host": socket.gethostname()}
+
+
 def run_worker(job: dict, session: Session) -> dict:
     """The per-worker body shared by both execution modes.
 
@@ -50,6 +60,7 @@ def run_worker(job: dict, session: Session) -> dict:
         return art.read_json("done.json")
     if session.is_main:
         art.write_json("config.json", {"kind": job["kind"], "trial_id": session.trial_id,
+                                       "node": _node(),
                                        "params": job.get("params", {}),
                                        "recipe": recipe.model_dump(mode="json"),
                                        "config_hash": config_hash(recipe),
@@ -58,14 +69,14 @@ def run_worker(job: dict, session: Session) -> dict:
     encoder = ensure_encoder(recipe, data, Path(job["storage"]), session)
     if session.is_main:
         art.write_json("encoder.json", encoder.to_dict())
-    summary = finetune_loop(recipe, data, session, encoder, art)
-    if job.get("score_test") and session.is_main:
-        from explorer.evaluate import score_test
+    def finish(summary: dict) -> None:
+        if job.get("score_test"):
+            from explorer.evaluate import score_test
 
-        score_test(recipe, data, art)
-    if session.is_main:
+            score_test(recipe, data, art)
         art.write_json("done.json", {"finished": time.time(), **summary})
-    return summary
+
+    return finetune_loop(recipe, data, session, encoder, art, on_finish=finish)
 
 
 def train_worker(config: dict) -> None:

@@ -120,17 +120,25 @@ def trial_resources(recipe) -> dict:
     return {"CPU": 0.01}
 
 
-def fits(recipe, cluster: dict) -> tuple[bool, str]:
-    """Whether one trial can ever start on this cluster (else Ray Train retries forever)."""
+def fits(recipe, cluster: dict, nodes: list[dict] | None = None) -> tuple[bool, str]:
+    """Whether one trial can ever start on this cluster (else Ray Train retries forever).
+
+    ``cluster``: total resources; ``nodes``: each alive node's resources (one worker must fit
+    on one node).
+    """
     r = recipe.resources
     need_cpu = r.workers * r.cpus_per_worker + (0.01 if r.mode == "torch_trainer" else 0)
     need_gpu = r.workers * r.gpus_per_worker
     have_cpu, have_gpu = cluster.get("CPU", 0), cluster.get("GPU", 0)
+    what = (f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs ({r.workers} workers x "
+            f"{r.cpus_per_worker:g} CPUs, {r.gpus_per_worker:g} GPUs)")
     if need_cpu > have_cpu + 1e-9 or need_gpu > have_gpu + 1e-9:
-        return False, (f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs "
-                       f"({r.workers} workers x {r.cpus_per_worker:g} CPUs, "
-                       f"{r.gpus_per_worker:g} GPUs), but the cluster has {have_cpu:g} CPUs and "
-                       f"{have_gpu:g} GPUs in all")
+        return False, (f"{what}, but the cluster has {have_cpu:g} CPUs and {have_gpu:g} GPUs "
+                       "in all")
+    if nodes and not any(n.get("CPU", 0) + 1e-9 >= r.cpus_per_worker
+                         and n.get("GPU", 0) + 1e-9 >= r.gpus_per_worker for n in nodes):
+        return False, (f"{what}, but no single node has {r.cpus_per_worker:g} CPUs and "
+                       f"{r.gpus_per_worker:g} GPUs for one worker")
     return True, ""
 
 

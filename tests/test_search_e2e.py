@@ -135,3 +135,47 @@ def test_torch_trainer_trials_share_one_pretraining(ray_2cpu, tmp_path):
     assert sorted(trials.pretrain_role) == ["reused", "trained"]
     assert set(trials.status) == {"completed"}
     assert any((tmp_path / "layer_decay" / "_train").iterdir())  # the Train runs' own storage
+
+
+def released_checkpoint(path: Path) -> Path:
+    """A file in the study's release format: {model, optimizer, epoch, scaler, args}, where
+    `model` holds the MAE's keys (timm ViT names + decoder), pre-trained at a larger size."""
+    import argparse
+
+    import torch
+
+    from explorer.models import create_mae
+
+    mae = create_mae("vit_nano", img_size=64, patch_size=4, decoder_dim=32, decoder_depth=1,
+                     decoder_heads=2)
+    torch.save({"model": mae.state_dict(), "optimizer": {}, "epoch": 799, "scaler": {},
+                "args": argparse.Namespace(model="mae_vit_nano", mask_ratio=0.9)}, path)
+    return path
+
+
+def test_finetune_from_a_released_checkpoint(ray_2cpu, tmp_path):
+    """64 px checkpoint (16 x 16 grid) into the 32 px smoke model (8 x 8): pos_embed resampled;
+    no pre-training runs."""
+    ckpt = released_checkpoint(tmp_path / "vit-nano_CXR_mae.pth")
+    code = search("layer_decay", tmp_path, "search.num_samples=1", "baselines=[]",
+                  f"pretrain.from_checkpoint={ckpt}")
+    assert code == 0
+    trials = pd.read_parquet(tmp_path / "layer_decay" / "results" / "trials.parquet")
+    assert list(trials.pretrain_role) == ["imported"]
+    assert not (tmp_path / "_encoders").exists()
+
+
+def test_wrong_architecture_checkpoint_is_one_line_and_creates_nothing(tmp_path, capsys):
+    import torch
+
+    from explorer.models import create_mae
+
+    mae = create_mae("vit_micro", img_size=32, patch_size=4, decoder_dim=32, decoder_depth=1,
+                     decoder_heads=2)
+    bad = tmp_path / "vit-micro.pth"
+    torch.save({"model": mae.state_dict()}, bad)
+    code = search("layer_decay", tmp_path / "runs", f"pretrain.from_checkpoint={bad}")
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "cls_token" in err or "pos_embed" in err or "patch_embed" in err, err
+    assert not (tmp_path / "runs").exists()

@@ -11,6 +11,7 @@ import copy
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,12 @@ def report_finished(artifacts: TrialArtifacts, findings, session: Session) -> No
 
 
 def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
-                  artifacts: TrialArtifacts | None = None) -> dict:
-    """Fine-tune, validate every epoch, report; returns the final summary (rank 0)."""
+                  artifacts: TrialArtifacts | None = None,
+                  on_finish: Callable[[dict], None] | None = None) -> dict:
+    """Fine-tune, validate every epoch, report; returns the final summary (rank 0).
+
+    ``on_finish(summary)`` runs on rank 0 after the last epoch, before its report.
+    """
     from explorer.data import XrayDataset, build_transform
     from explorer.metrics import per_class_auc
 
@@ -223,6 +228,9 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
                                          {**summarize(st, f.epochs), "updated": time.time()})
                 _save_checkpoint(Path(tmp), model, optimizer, st)
                 report = _epoch_metrics(st, data.findings)
+                if epoch + 1 == f.epochs and on_finish is not None:
+                    # Before the last report: a scheduler may stop the trial right after it.
+                    on_finish(summarize(st, f.epochs))
             session.report(report, checkpoint_dir=tmp if session.is_main else None)
     return summarize(st, f.epochs)
 

@@ -1,0 +1,108 @@
+"""A search on a real multi-node Ray cluster: trials land on a worker node, the driver is
+killed, and the search resumes on the cluster with nothing lost.
+
+The cluster is Ray's own ``ray.cluster_utils.Cluster``: a head node with no CPUs (so every trial
+must run on the added worker node) and a 2-CPU worker node, as separate raylets on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.ray
+SETS = ["scale=smoke", "search.num_samples=3", "baselines=[]", "search.points_to_evaluate=[]",
+        "search.params={pretrain.mask_ratio: {type: float, low: 0.5, high: 0.95}}"]
+
+
+CLUSTER = """
+import json, sys
+from ray.cluster_utils import Cluster
+c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+w = c.add_node(num_cpus=2)
+c.wait_for_nodes()
+print(json.dumps({"address": c.address, "worker": w.node_id}), flush=True)
+sys.stdin.read()  # until the test closes our stdin
+c.shutdown()
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Token authentication on, with a token of the test's own (drivers inherit it). The
+    cluster lives in its own process: Ray reads its auth settings once per process."""
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = os.urandom(32).hex()
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    info = json.loads(proc.stdout.readline())
+    yield info["address"], info["worker"]
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def start(storage: Path, address: str, *extra: str, env: dict | None = None
+          ) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "explorer.search", str(REPO / "search_spaces" / "mask_ratio.yaml"),
+           "--storage", str(storage), "--reports", str(storage / "reports"), "--address", address,
+           *[a for s in SETS for a in ("--set", s)], *extra]
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "RAY_ADDRESS"}
+    log = open(storage / f"driver-{time.time_ns()}.log", "w")  # noqa: SIM115
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def test_search_on_a_worker_node_killed_and_resumed(cluster, tmp_path):
+    address, worker = cluster
+    run = tmp_path / "mask_ratio"
+    first = start(tmp_path, address)
+    end = time.time() + 240
+    while not list(run.glob("trials/*/done.json")):
+        assert first.poll() is None, max(tmp_path.glob("driver-*.log")).read_text()[-3000:]
+        assert time.time() < end, "no trial finished on the cluster"
+        time.sleep(0.5)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    finished = {p: p.stat().st_mtime_ns for p in run.glob("trials/*/done.json")}
+
+    second = start(tmp_path, address, "--resume")
+    assert second.wait(timeout=400) == 0, max(tmp_path.glob("driver-*.log")).read_text()[-3000:]
+    trials = pd.read_parquet(run / "results" / "trials.parquet")
+    assert len(trials) == 3 and trials.trial_id.is_unique
+    assert trials["param/pretrain.mask_ratio"].is_unique
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
+    nodes = {json.loads((run / "trials" / t / "config.json").read_text())["node"]["node_id"]
+             for t in trials.trial_id}
+    assert nodes == {worker}, "every trial ran on the worker node (the head has 0 CPUs)"
+
+
+def test_resources_that_never_fit_are_refused_in_one_line(cluster, tmp_path):
+    address, _ = cluster
+    proc = start(tmp_path, address, "--set", "resources.cpus_per_worker=4")
+    assert proc.wait(timeout=120) == 2
+    out = max(tmp_path.glob("driver-*.log")).read_text().strip().splitlines()
+    assert out[-1].startswith("error: resources:") and "4 CPUs" in out[-1]
+    assert not (tmp_path / "mask_ratio").exists()
+
+
+def test_a_driver_without_the_clusters_token_is_refused_in_one_line(cluster, tmp_path):
+    address, _ = cluster
+    proc = start(tmp_path, address, env={"RAY_AUTH_TOKEN": "0" * 64})
+    assert proc.wait(timeout=180) == 2
+    last = max(tmp_path.glob("driver-*.log")).read_text().strip().splitlines()[-1]
+    assert last.startswith("error: could not connect to the Ray cluster") and "token" in last
+    assert not (tmp_path / "mask_ratio").exists()

@@ -28,7 +28,7 @@ SETS = ["scale=smoke", "search.num_samples=4", "baselines=[]", "search.points_to
 def start(storage: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "explorer.search", str(REPO / "search_spaces" / "mask_ratio.yaml"),
            "--storage", str(storage), "--reports", str(storage / "reports"), "--address", "local",
-           *[a for s in SETS for a in ("--set", s)], *extra]
+           *[a for s in SETS for a in ("--set", s)], *extra]  # later --set values win
     log = open(storage / f"driver-{time.time_ns()}.log", "w")  # noqa: SIM115 - closed by the OS
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=storage)
 
@@ -106,3 +106,55 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     second = start(tmp_path, "--resume")
     assert second.wait(timeout=400) == 0
     check_complete(run, 4)
+
+
+def _parent(pid: int) -> int:
+    stat = (Path("/proc") / str(pid) / "stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def trial_processes(driver: int) -> list[int]:
+    """Pids of Ray workers running an inline search trial, descended from our driver (its
+    local Ray is its child): never another Ray session's processes on the same machine."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not (proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(
+                    b"ray::ImplicitFunc")):
+                continue
+            pid = ancestor = int(proc.name)
+            while ancestor > 1 and ancestor != driver:
+                ancestor = _parent(ancestor)
+            if ancestor == driver:
+                pids.append(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def test_retry_failed_reruns_only_the_trial_that_crashed(tmp_path):
+    """A trial whose worker process is killed twice (as an out-of-memory kill would) exhausts
+    Tune's retry and is recorded as failed; --retry-failed runs just that trial again."""
+    run = tmp_path / "mask_ratio"
+    sets = ("--set", "search.num_samples=1", "--set", "search.max_concurrent=1")
+    proc = start(tmp_path, *sets)
+    killed: set[int] = set()
+    end = time.time() + 240
+    while len(killed) < 2:
+        assert time.time() < end and proc.poll() is None, "trial never crashed twice"
+        for pid in trial_processes(proc.pid):
+            if pid not in killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        time.sleep(0.2)
+    assert proc.wait(timeout=240) == 0
+    trials = pd.read_parquet(run / "results" / "trials.parquet")
+    assert list(trials.status) == ["failed"] and trials.error.iloc[0]
+
+    retry = start(tmp_path, "--retry-failed", *sets)
+    assert retry.wait(timeout=300) == 0
+    trials = pd.read_parquet(run / "results" / "trials.parquet")
+    assert list(trials.status) == ["completed"] and len(trials) == 1
+    study = optuna.load_study(study_name="mask_ratio", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run / "optuna.journal"))))
+    assert [t.state for t in study.trials].count(optuna.trial.TrialState.COMPLETE) == 1

@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 FINISHED = ("TERMINATED", "ERROR")
 
 
+def prune_checkpoints(exp_dir, states) -> None:
+    """Drop Ray's resume checkpoints of finished trials: they are never resumed (best weights
+    and predictions live in the trial's own record). Errored trials keep theirs for
+    ``--retry-failed``. At paper scale this is GBs per trial."""
+    import shutil
+
+    for trial_id, st in states:
+        if st["status"] != "TERMINATED":
+            continue
+        for d in (exp_dir / trial_id, exp_dir / "_train" / trial_id):
+            for ckpt in d.glob("checkpoint_*"):
+                shutil.rmtree(ckpt, ignore_errors=True)
+
+
 def _unfinished(states) -> bool:
     return any(s["status"] not in FINISHED for _, s in states)
 
@@ -81,6 +95,8 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
         if _unfinished(part) or len(part) < n:
             return None
     settle_study(exp.dir, exp.name, states)
+    for path, _, _, _ in parts:
+        prune_checkpoints(path, states)
     return states
 
 
@@ -140,6 +156,8 @@ def run_baselines(p: Pipeline):
     states = trial_states(grid)
     if _unfinished(states):
         return None
+    prune_checkpoints(exp_dir, states)
+    prune_checkpoints(p.exp.dir, states)  # TorchTrainer baselines keep theirs under _train
     by_run = {res.config.get("baseline"): st for res, (_, st) in zip(grid, states)}
     for r in runs:
         if r["run_id"] in by_run:

@@ -65,6 +65,10 @@ def test_search_writes_report_and_tables(mask_ratio_run, storage):
         assert len(cfg["config_hash"]) == 12 and cfg["recipe"]["model"]["arch"] == "vit_nano"
     page = (storage / "reports" / "mask_ratio" / "index.html").read_text()
     assert "Recipe search" in page and all(t in page for t in recipes.label)
+    sections = ["Verdict", "Leaderboard", "Per-class AUC", "Knob effects", "Learning curves",
+                "ROC curves", "MAE reconstructions", "Reproducibility"]
+    assert all(f"{i}. {name}" in page for i, name in enumerate(sections, 1))
+    assert not list(mask_ratio_run.glob("*/checkpoint_*")), "finished trials' checkpoints pruned"
     assert (storage / "reports" / "mask_ratio" / "trials.parquet").is_file()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from explorer.data.config import DataConfig
 from explorer.data.csvfolder import plan_csv
 from explorer.data.phantom import plan_phantom
 from explorer.errors import DataError
+
+log = logging.getLogger(__name__)
 
 PLANNERS = {
     "phantom": plan_phantom,
@@ -58,6 +61,11 @@ def load_data(cfg: DataConfig, cache_dir: str | Path | None = None) -> DataBundl
         if len(splits[name]) == 0:   # every planned image was unreadable
             raise DataError(f"{cfg.source}: the {name} split is empty after skipping unreadable "
                             f"files under {root}: replace the files")
+
+    missing = int(source_notes.get("rows_without_file", 0))
+    if missing:   # only now: a run that stops on bad data prints its one error line, nothing else
+        log.warning("%s: %d labelled images have no file under %s (partial download?); they are "
+                    "left out", cfg.source, missing, root)
 
     fingerprint = hashlib.sha256(json.dumps(
         [CACHE_VERSION, cfg.source, list(findings), [facts[s]["fingerprint"] for s in SPLITS]]

@@ -7,7 +7,6 @@ the ``SplitPlan``s the cache decodes.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,8 +20,6 @@ from explorer.data.config import DataConfig
 from explorer.data.findings import NO_FINDING
 from explorer.data.splits import cap
 from explorer.errors import DataError
-
-log = logging.getLogger(__name__)
 
 
 def require_root(cfg: DataConfig) -> Path:
@@ -107,13 +104,11 @@ def plan_splits(rows: pd.DataFrame, labels: np.ndarray, cfg: DataConfig, root: P
     """Plans for train/val/test from ``rows`` (columns image_id, patient, path (absolute or
     None when the file is missing), split) and labels float32 [N, C].
 
-    Missing files are counted (not fatal); an empty train or val split is.
+    Missing files are counted in ``notes["rows_without_file"]`` (not fatal; ``load_data`` warns
+    once the data stands); an empty train or val split is.
     """
     present = rows["path"].notna().to_numpy()
     missing = int((~present).sum())
-    if missing:
-        log.warning("%s: %d labelled images have no file under %s (partial download?); "
-                    "they are left out", where, missing, root)
     notes: dict = {"rows_without_file": missing, "planned_images": {}}
     check_disjoint({s: rows.loc[present & (rows["split"] == s).to_numpy(), "patient"].unique()
                     for s in SPLITS}, where)

@@ -167,6 +167,11 @@ class Recipe(_Strict):
         mae = self.pretrain.enabled and not self.pretrain.from_checkpoint
         if self.model.family == "cnn" and mae:
             raise ValueError("CNN recipes cannot be MAE-pre-trained: set pretrain.enabled: false")
+        if self.model.family == "vit" and self.finetune.weights:
+            raise ValueError(f"finetune.weights ({self.finetune.weights}) is for CNN recipes: a "
+                             "ViT starts from pretrain.from_checkpoint; for the DenseNet baseline "
+                             "use baselines: [{recipe: densenet121_baseline, overrides: "
+                             "{finetune: {weights: PATH}}}]")
         return self
 
     @property

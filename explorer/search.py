@@ -7,6 +7,7 @@ searches), the one-time test scoring of the finalists, the results store, the HT
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -24,8 +25,13 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other mistake
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m explorer.search", epilog=EPILOG,
+    p = _Parser(prog="python -m explorer.search", epilog=EPILOG,
                                 description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="search spec YAML, e.g. search_spaces/mask_ratio.yaml")
@@ -33,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any spec field (repeatable), e.g. scale=smoke, data.root=PATH")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted search (finished trials are kept)")
-    p.add_argument("--extend", type=int, default=0, metavar="N",
+    p.add_argument("--extend", type=int, default=None, metavar="N",
                    help="add N trials to a finished search; the sampler learns from the old ones")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-run only the trials that errored")
@@ -50,8 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StdoutHandler(logging.Handler):
+    """explorer's warnings (e.g. labelled images without a file) are progress, not errors: they
+    go to stdout, so stderr holds nothing but the one error line. sys.stdout is looked up per
+    record (it may be replaced, e.g. by pytest's capture)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stdout, flush=True)
+
+
+def _log_to_stdout() -> None:
+    log = logging.getLogger("explorer")
+    if not any(isinstance(h, _StdoutHandler) for h in log.handlers):
+        log.addHandler(_StdoutHandler())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stdout()
     try:
         return run(args)
     except UserError as exc:
@@ -68,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.spec import load_spec
     from explorer.storage import check_writable
 
-    if args.extend < 0:
+    if args.extend is not None and args.extend < 1:
         raise UserError(f"--extend {args.extend}: must be a positive number of trials")
     loaded = load_spec(args.spec, args.set)
     name = args.name or loaded.spec.name
@@ -80,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     storage = check_writable(args.storage)
     exp = Experiment(storage, name)
+    args.extend = args.extend or 0
     continuing = args.resume or args.extend or args.retry_failed
     if exp.exists():
         if not continuing:

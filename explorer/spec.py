@@ -267,7 +267,7 @@ def _check_params(loaded: LoadedSpec, base_dict: dict, where: str) -> None:
             try:
                 loaded.recipe_for({name: value})
             except SpecError as err:
-                msg = str(err).split(": ", 1)[-1]
+                msg = str(err).removeprefix(f"trial parameters { {name: value} }: ")
                 raise SpecError(f"{where}: search.params.{name}: value {value!r} is not "
                                 f"accepted: {msg}") from None
     for i, point in enumerate(loaded.spec.search.points_to_evaluate):

@@ -36,10 +36,10 @@ LOCK_HEARTBEAT_S = max(0.5, LOCK_STALE_S / 6)
 def check_writable(root: str | Path) -> Path:
     """Prove the storage root can be written (one clear error if not), creating nothing: the
     probe goes into the root if it exists, else into the nearest existing parent."""
-    root = Path(root).expanduser()
     if "://" in str(root):
         raise StorageError(f"--storage {root}: only file-system paths (local or a shared mount) "
                            "are supported")
+    root = Path(root).expanduser()
     if root.exists() and not root.is_dir():
         raise StorageError(f"--storage {root}: exists and is not a folder")
     probe_dir = root

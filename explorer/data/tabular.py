@@ -118,6 +118,12 @@ def plan_splits(rows: pd.DataFrame, labels: np.ndarray, cfg: DataConfig, root: P
         patients = rows["patient"].to_numpy()[sel].astype(str)
         keep = cap(patients, getattr(cfg.images, split), cfg.split_seed, f"{where}/cap/{split}")
         idx = np.flatnonzero(sel)[keep]
+        if idx.size == 0 and split != "test" and cfg.source == "csv" and cfg.split_column \
+                and not (rows["split"] == split).any():
+            raise DataError(
+                f"{where}: the {split} split is empty (no row has '{split}' in column "
+                f"'{cfg.split_column}'): assign some patients to it, or unset "
+                f"data.split_column to carve the splits by patients")
         if idx.size == 0 and split != "test":
             raise DataError(
                 f"{where}: the {split} split is empty ({int(sel.sum())} images with a file; "

@@ -46,11 +46,13 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"weights file {path} does not exist")
+        raise CheckpointError(f"weights file {path} does not exist: check the path")
     if path.is_dir():
-        raise CheckpointError(f"weights file {path} is a directory, not a file")
+        raise CheckpointError(f"weights file {path} is a directory, not a file: point at the "
+                              f"weights file in it (.pth, .pt, .bin or .safetensors)")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"weights file {path} is empty (0 bytes)")
+        raise CheckpointError(f"weights file {path} is empty (0 bytes): the copy or download "
+                              f"was cut short; get the file again")
     obj = _read_safetensors(path) if _is_safetensors(path) else _read_pickle(path)
     return _strip_prefixes(_unwrap(obj, path), path)
 
@@ -75,7 +77,7 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"weights file {path} is not a readable safetensors file "
-                              f"({_first_line(e)})") from None
+                              f"({_first_line(e)}): get the file again") from None
 
 
 def _read_pickle(path: Path) -> object:
@@ -91,7 +93,8 @@ def _read_pickle(path: Path) -> object:
                 f"state dict (torch.save(model.state_dict()) or .safetensors) where you trust it"
             ) from None
         raise CheckpointError(f"weights file {path} is not a readable PyTorch or safetensors "
-                              f"weights file ({_describe_load_error(e)})") from None
+                              f"weights file ({_describe_load_error(e)}): get the file again or "
+                              f"point at the weights file itself") from None
 
 
 def _describe_load_error(e: Exception) -> str:
@@ -116,8 +119,9 @@ def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
     if _is_tensor_dict(obj):
         return dict(obj)  # type: ignore[arg-type]
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"weights file {path} holds a {type(obj).__name__}, "
-                              f"not a dict of tensors")
+        raise CheckpointError(f"weights file {path} holds a {type(obj).__name__}, not a dict "
+                              f"of tensors: save the weights with "
+                              f"torch.save(model.state_dict(), path)")
     for key in WRAPPER_KEYS:
         if _is_tensor_dict(obj.get(key)):
             return dict(obj[key])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,38 @@ def set_epoch(loader: DataLoader, epoch: int, seed: int) -> None:
         loader.sampler.set_epoch(epoch)
     elif isinstance(loader.sampler, RandomSampler):
         loader.sampler.generator.manual_seed(seed * 100_003 + epoch)
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, scheduler,
+                    plan: StepPlan, epoch: int, seed: int, updates: int,
+                    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                    ) -> tuple[float, int]:
+    """One pass with gradient accumulation; ``step(images, targets) -> loss`` does the forward.
+
+    The scheduler is stepped per optimizer update. Under DDP, gradients are synchronised once
+    per update, not per micro-batch. Returns (mean loss on this worker, updates so far).
+    """
+    model.train()
+    set_epoch(loader, epoch, seed)
+    total, n = 0.0, 0
+    optimizer.zero_grad(set_to_none=True)
+    for i, (imgs, targets) in enumerate(loader):
+        if i >= plan.batches_per_epoch:
+            break
+        last_micro = (i + 1) % plan.accum_steps == 0
+        sync = contextlib.nullcontext() if last_micro or not hasattr(model, "no_sync") \
+            else model.no_sync()
+        with sync:
+            loss = step(imgs, targets)
+            (loss / plan.accum_steps).backward()
+        total += float(loss.detach())
+        n += 1
+        if last_micro:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            updates += 1
+            scheduler.step_update(updates)
+    return total / max(n, 1), updates
 
 
 def finite_or_raise(value: float, what: str) -> float:

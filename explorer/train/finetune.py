@@ -29,9 +29,9 @@ from explorer.train.common import (
     current_lr,
     finite_or_raise,
     plan_steps,
-    set_epoch,
     setup_worker,
     train_loader,
+    train_one_epoch,
 )
 from explorer.train.pretrain import EncoderInfo
 from explorer.train.session import Session, unwrap
@@ -172,34 +172,23 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
         session.report(_epoch_metrics(st, data.findings) if session.is_main else {})
         return summarize(st, f.epochs)
 
+    def step(imgs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        imgs = imgs.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        if mixup is not None and len(imgs) > 1:
+            imgs, targets = mixup(imgs, targets)
+        if channels_last:
+            imgs = imgs.contiguous(memory_format=torch.channels_last)
+        with autocast(device, recipe.resources):
+            return criterion(model(imgs).float(), targets)
+
     updates = st["epoch"] * plan.updates_per_epoch
     scheduler.step_update(updates)
     for epoch in range(st["epoch"], f.epochs):
         t0 = time.perf_counter()
-        model.train()
-        set_epoch(loader, epoch, recipe.seed)
-        total, n = 0.0, 0
-        optimizer.zero_grad(set_to_none=True)
-        for i, (imgs, targets) in enumerate(loader):
-            if i >= plan.batches_per_epoch:
-                break
-            imgs = imgs.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            if mixup is not None and len(imgs) > 1:
-                imgs, targets = mixup(imgs, targets)
-            if channels_last:
-                imgs = imgs.contiguous(memory_format=torch.channels_last)
-            with autocast(device, recipe.resources):
-                loss = criterion(model(imgs).float(), targets)
-            (loss / plan.accum_steps).backward()
-            total += float(loss.detach())
-            n += 1
-            if (i + 1) % plan.accum_steps == 0:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                updates += 1
-                scheduler.step_update(updates)
-        train_loss = finite_or_raise(session.all_mean(total / max(n, 1)), "training loss")
+        loss, updates = train_one_epoch(model, loader, optimizer, scheduler, plan, epoch,
+                                        recipe.seed, updates, step)
+        train_loss = finite_or_raise(session.all_mean(loss), "training loss")
         st["epoch"] = epoch + 1
         report: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="cxr-ckpt-") as tmp:

@@ -26,9 +26,9 @@ from explorer.train.common import (
     build_scheduler,
     finite_or_raise,
     plan_steps,
-    set_epoch,
     setup_worker,
     train_loader,
+    train_one_epoch,
 )
 from explorer.train.session import Session, unwrap
 
@@ -94,25 +94,14 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path) -> dict
     scheduler.step_update(updates)
     for epoch in range(start, p.epochs):
         t0 = time.perf_counter()
-        model.train()
-        set_epoch(loader, epoch, recipe.seed)
-        total, n = 0.0, 0
-        optimizer.zero_grad(set_to_none=True)
-        for i, (imgs, _) in enumerate(loader):
-            if i >= plan.batches_per_epoch:
-                break
-            imgs = imgs.to(device, non_blocking=True)
+
+        def step(imgs, _targets):
             with autocast(device, recipe.resources):
-                loss, _, _ = model(imgs, mask_ratio=p.mask_ratio)
-            (loss / plan.accum_steps).backward()
-            total += float(loss.detach())
-            n += 1
-            if (i + 1) % plan.accum_steps == 0:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                updates += 1
-                scheduler.step_update(updates)
-        mean_loss = finite_or_raise(session.all_mean(total / max(n, 1)), "MAE loss")
+                return model(imgs.to(device, non_blocking=True), mask_ratio=p.mask_ratio)[0]
+
+        loss, updates = train_one_epoch(model, loader, optimizer, scheduler, plan, epoch,
+                                        recipe.seed, updates, step)
+        mean_loss = finite_or_raise(session.all_mean(loss), "MAE loss")
         losses.append({"epoch": epoch + 1, "loss": mean_loss,
                        "time_s": time.perf_counter() - t0})
         if session.is_main:

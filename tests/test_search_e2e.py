@@ -183,3 +183,20 @@ def test_wrong_architecture_checkpoint_is_one_line_and_creates_nothing(tmp_path,
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "cls_token" in err or "pos_embed" in err or "patch_embed" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_real_nih_images_with_findings_missing_from_validation(ray_2cpu, tmp_path, nih_mini):
+    """The real-data command on the shared NIH mini folder (690 images, no test-list images)."""
+    code = search("layer_decay", tmp_path, "data.source=chestxray14", f"data.root={nih_mini}",
+                  "search.num_samples=1", "baselines=[]")
+    assert code == 0
+    run = tmp_path / "layer_decay"
+    meta = json.loads((run / "results" / "meta.json").read_text())
+    assert meta["data"]["sizes"]["test"]["images"] == 0
+    missing = meta["data"]["no_positive"]["val"]
+    assert missing, "this folder's validation split lacks some findings"
+    classes = pd.read_parquet(run / "results" / "classes.parquet")
+    assert set(classes[classes.auc.isna()].finding) == set(missing)
+    page = (tmp_path / "reports" / "layer_decay" / "index.html").read_text()
+    assert "Findings without an AUC" in page and all(f in page for f in missing)
+    assert "VALIDATION" in page  # no test images: the verdict falls back, labelled

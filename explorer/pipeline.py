@@ -165,7 +165,9 @@ class Pipeline:
             os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine ignores verbose=0
         env = {k: v for k, v in os.environ.items()
                if k.startswith("CXR_EXPLORER_") or k in ("RAY_CHDIR_TO_TRIAL_DIR",)}
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        # Without --address or RAY_ADDRESS: a private local Ray, never a cluster that someone
+        # happened to `ray start` on this machine (Ray's own default would join it).
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         try:
             ray.init(address=address, log_to_driver=self.verbose,
                      logging_level=logging.INFO if self.verbose else logging.ERROR,

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="experiment name (default: the spec's name)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join ('auto' or host:port; default: RAY_ADDRESS, "
-                        "else a local Ray)")
+                        "else a private local Ray)")
     p.add_argument("--reports", default="reports", help="where reports are written")
     p.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
     return p

@@ -64,6 +64,7 @@ def _record(art: TrialArtifacts, trial_id: str, kind: str, label: str, state: di
         "wall_time_s": _wall_time(started, done, summary),
         "config_hash": cfg.get("config_hash"), "config_json": json.dumps(recipe, sort_keys=True),
         "pretrain_key": enc.get("key"), "pretrain_role": enc.get("role", "none"),
+        "resumes": len(art.read_json("resumes.json", []) or []),
     }
     for p in searched:
         row[PARAM_PREFIX + p] = params.get(p)

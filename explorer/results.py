@@ -11,6 +11,7 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
     val_mean_auc float|None (at best_epoch), test_mean_auc float|None (finalists, baselines),
     finalist bool, seed int, wall_time_s float, config_hash str, config_json str,
     pretrain_key str|None, pretrain_role {"trained", "reused", "imported", "none"},
+    resumes int (times fine-tuning restarted from a checkpoint: worker or trial restart, resume),
     and one column "param/<dotted.path>" per searched parameter.
 ``epochs.parquet``           learning curves: trial_id, epoch (1-based), val_mean_auc, train_loss,
                              lr, epoch_time_s

@@ -5,6 +5,7 @@ Each search runs as its own process with its own local Ray, exactly as a user ru
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -113,14 +114,13 @@ def _parent(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-def trial_processes(driver: int) -> list[int]:
-    """Pids of Ray workers running an inline search trial, descended from our driver (its
-    local Ray is its child): never another Ray session's processes on the same machine."""
+def trial_processes(driver: int, name: bytes = b"ray::ImplicitFunc") -> list[int]:
+    """Pids of Ray workers named ``name`` (default: an inline search trial), descended from our
+    driver (its local Ray is its child): never another Ray session's processes on the machine."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if not (proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(
-                    b"ray::ImplicitFunc")):
+            if not (proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(name)):
                 continue
             pid = ancestor = int(proc.name)
             while ancestor > 1 and ancestor != driver:
@@ -158,3 +158,40 @@ def test_retry_failed_reruns_only_the_trial_that_crashed(tmp_path):
     study = optuna.load_study(study_name="mask_ratio", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(run / "optuna.journal"))))
     assert [t.state for t in study.trials].count(optuna.trial.TrialState.COMPLETE) == 1
+
+
+def test_killed_train_worker_restarts_from_its_last_checkpoint(tmp_path):
+    """A Ray Train DDP worker killed mid fine-tuning (as a lost node or an OOM kill would) is
+    restarted by Train's FailureConfig from the last epoch checkpoint, inside the same trial."""
+    run = tmp_path / "mask_ratio"
+    proc = start(tmp_path, "--set", "search.num_samples=1", "--set", "search.max_concurrent=1",
+                 "--set", "resources.trainer=torch_trainer", "--set", "finetune.epochs=12")
+
+    def registered_epoch() -> int:
+        """The epoch of the newest checkpoint Train has registered (what a restart resumes)."""
+        if done_files(run):
+            return 0
+        try:
+            snap = json.loads(next(run.glob("_train/*/checkpoint_manager_snapshot.json"))
+                              .read_text())
+            return int(snap["latest_checkpoint_result"]["metrics"]["epoch"])
+        except (StopIteration, OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    wait_for("a registered fine-tuning checkpoint", lambda: registered_epoch() >= 2, proc)
+    seen = registered_epoch()
+    workers = trial_processes(proc.pid, b"ray::RayTrainWorker")
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0
+
+    trials = pd.read_parquet(run / "results" / "trials.parquet")
+    assert list(trials.status) == ["completed"] and list(trials.resumes) == [1]
+    trial_dir = next(run.glob("trials/*"))
+    resumes = json.loads((trial_dir / "resumes.json").read_text())
+    # it went on from the newest registered checkpoint (or a later one), not from scratch
+    assert len(resumes) == 1 and seen <= resumes[0]["from_epoch"] < 12
+    epochs = [h["epoch"] for h in json.loads((trial_dir / "history.json").read_text())]
+    assert epochs == list(range(1, 13)), "epochs lost or repeated"
+    page = (tmp_path / "reports" / "mask_ratio" / "index.html").read_text()
+    assert "resumed from a checkpoint 1x" in page

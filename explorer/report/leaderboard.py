@@ -56,6 +56,7 @@ class LeaderRow(NamedTuple):
     pretrain_role: str | None
     shares_encoder_with: list[str]  # labels of the other trials using the same encoder
     wall_time_s: float | None
+    resumes: int = 0  # restarts from a checkpoint (a killed worker, a retried trial, --resume)
 
 
 class SeedSpread(NamedTuple):
@@ -113,7 +114,7 @@ def get_leaderboard_info(results: Results, ev: Evaluation, ranked: pd.DataFrame
             test_ci=test.mean_ci if test is not None else None, params=trial_params(r),
             pretrain_key=key, pretrain_role=_opt_str(r.get("pretrain_role")),
             shares_encoder_with=shared, wall_time_s=None if is_missing(r.get("wall_time_s"))
-            else float(r["wall_time_s"])))
+            else float(r["wall_time_s"]), resumes=_opt_int(r.get("resumes")) or 0))
     paths = searched + [p for row in rows for p in row.params if p not in searched]
     labels = results.labels
     has_test = not labels.empty and bool((labels["split"] == "test").any())

@@ -71,6 +71,8 @@ def verdict_section(v) -> Markup:
 
 def _status(r) -> Markup:
     text = STATUS_TEXT.get(r.status, r.status)
+    if r.resumes:
+        text += f" (resumed from a checkpoint {r.resumes}x)"
     if r.error:
         return join([text, ": ", tag("code", r.error)])
     return Markup(tag("span", text))

@@ -5,6 +5,7 @@
 - ``config.json``            resolved recipe, its hash, searched parameters, kind
 - ``encoder.json``           which encoder the trial fine-tuned from, and whether it trained it
 - ``history.json``           one entry per fine-tuning epoch
+- ``resumes.json``           each restart from a checkpoint (worker or trial restart, --resume)
 - ``summary.json``           best epoch, its validation mean AUC and per-class AUCs, epochs run
 - ``best_model.pt``          weights at the best validation epoch (for the one test scoring)
 - ``val_predictions.parquet``  / ``test_predictions.parquet``  probabilities per image

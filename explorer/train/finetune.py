@@ -167,6 +167,10 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
     with session.latest_checkpoint() as ckpt:
         if ckpt is not None:
             st.update(_load_state(ckpt, model, optimizer))
+            if artifacts is not None and session.is_main:  # a restarted worker or trial
+                artifacts.write_json("resumes.json", [*artifacts.read_json("resumes.json", []),
+                                                      {"from_epoch": st["epoch"],
+                                                       "at": time.time()}])
     if st["epoch"] >= f.epochs and st["history"]:
         # Finished before an interruption hid it from Tune: report the last epoch again.
         session.report(_epoch_metrics(st, data.findings) if session.is_main else {})

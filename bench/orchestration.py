@@ -94,7 +94,7 @@ def run_local(storage: Path, n: int) -> float:
                "recipe": trial_recipe_dict(base, {PARAM: v}),
                "artifacts": str(run_dir / "trials" / tid), "storage": str(storage),
                "score_test": False}
-        run_worker(job, LocalSession(root=storage / "_local" / tid, trial_id=tid))
+        run_worker(job, LocalSession(trial_id=tid))
     return time.perf_counter() - t0
 
 
@@ -143,8 +143,7 @@ def run_tune(storage: Path, n: int, trainer: str, reuse: bool = False) -> float:
         tune_config=tune.TuneConfig(max_concurrent_trials=1, trial_dirname_creator=trial_dirname,
                                     reuse_actors=reuse),
         run_config=tune.RunConfig(name=NAME, storage_path=str(storage), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                                  failure_config=tune.FailureConfig(max_failures=0)))
     t0 = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - t0

@@ -62,7 +62,7 @@ def run_trial(root: Path, base: dict, i: int, shared: bool) -> float:
            "recipe": trial_recipe_dict(base, {PARAM: v}),
            "artifacts": str(root / "trials" / tid), "storage": str(storage), "score_test": False}
     t0 = time.perf_counter()
-    run_worker(job, LocalSession(root=root / "_local" / tid, trial_id=tid))
+    run_worker(job, LocalSession(trial_id=tid))
     return time.perf_counter() - t0
 
 

@@ -23,18 +23,14 @@ if TYPE_CHECKING:
 FINISHED = ("TERMINATED", "ERROR")
 
 
-def prune_checkpoints(exp_dir, states) -> None:
-    """Drop Ray's resume checkpoints of finished trials: they are never resumed (best weights
-    and predictions live in the trial's own record). Errored trials keep theirs for
-    ``--retry-failed``. At paper scale this is GBs per trial."""
-    import shutil
+def prune_resume_states(run_dir, states) -> None:
+    """Drop the resume state of trials ASHA stopped (finished trials drop theirs themselves):
+    they are never resumed. Errored trials keep theirs for ``--retry-failed``."""
+    from explorer.train.finetune import drop_resume_state
 
     for trial_id, st in states:
-        if st["status"] != "TERMINATED":
-            continue
-        for d in (exp_dir / trial_id, exp_dir / "_train" / trial_id):
-            for ckpt in d.glob("checkpoint_*"):
-                shutil.rmtree(ckpt, ignore_errors=True)
+        if st["status"] == "TERMINATED":
+            drop_resume_state(TrialArtifacts(run_dir / "trials" / trial_id))
 
 
 def _unfinished(states) -> bool:
@@ -62,8 +58,7 @@ def _search_tuner(p: Pipeline, path, name: str, num_samples: int, points: bool,
         run_config=tune.RunConfig(
             name=name, storage_path=str(path.parent), verbose=1 if p.verbose else 0,
             callbacks=[Progress(f"search {name}", num_samples, loaded.max_t, n_parallel)],
-            failure_config=tune.FailureConfig(max_failures=1),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            failure_config=tune.FailureConfig(max_failures=1)),
     )
 
 
@@ -96,8 +91,7 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
         if _unfinished(part) or len(part) < n:
             return None
     settle_study(exp.dir, exp.name, states)
-    for path, _, _, _ in parts:
-        prune_checkpoints(path, states)
+    prune_resume_states(exp.dir, states)
     return states
 
 
@@ -150,15 +144,12 @@ def run_baselines(p: Pipeline):
                 name="baselines", storage_path=str(p.exp.dir), verbose=1 if p.verbose else 0,
                 callbacks=[Progress("baselines", len(todo), recipe.finetune.epochs,
                                     concurrency(recipe, p.cluster, None))],
-                failure_config=tune.FailureConfig(max_failures=1),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+                failure_config=tune.FailureConfig(max_failures=1)),
         )
     grid = tuner.fit()
     states = trial_states(grid)
     if _unfinished(states):
         return None
-    prune_checkpoints(exp_dir, states)
-    prune_checkpoints(p.exp.dir, states)  # TorchTrainer baselines keep theirs under _train
     by_run = {res.config.get("baseline"): st for res, (_, st) in zip(grid, states)}
     for r in runs:
         if r["run_id"] in by_run:

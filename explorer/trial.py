@@ -44,7 +44,7 @@ def run_worker(job: dict, session: Session) -> dict:
     end, selecting their epoch on validation).
     """
     from explorer.data import load_data
-    from explorer.train.finetune import check_validation, finetune_loop
+    from explorer.train.finetune import check_validation, drop_resume_state, finetune_loop
     from explorer.train.pretrain import ensure_encoder
 
     t0 = time.time()
@@ -75,6 +75,7 @@ def run_worker(job: dict, session: Session) -> dict:
 
             score_test(recipe, data, art)
         art.write_json("done.json", {"finished": time.time(), **summary})
+        drop_resume_state(art)
 
     return finetune_loop(recipe, data, session, encoder, art, on_finish=finish)
 
@@ -104,11 +105,10 @@ def _run(job: dict, recipe_dict: dict, run_dir: Path) -> None:
                                                use_gpu=r.gpus_per_worker > 0,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
-            # A stable name per trial: a restored trial's Train run resumes from its checkpoint.
+            # The loop resumes from the trial's own resume.pt, whatever restarts it.
             name=job["trial_id"], storage_path=str(run_dir / "_train"),
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),
     )
     trainer.fit()

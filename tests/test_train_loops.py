@@ -39,11 +39,11 @@ def test_pretraining_loss_goes_down_and_encoder_is_shared(smoke, tmp_path):
     recipe, data = smoke
     recipe = recipe.model_copy(update={"pretrain": recipe.pretrain.model_copy(
         update={"epochs": 4, "warmup_epochs": 0})})
-    first = ensure_encoder(recipe, data, tmp_path, LocalSession(tmp_path / "a", "trial-a"))
+    first = ensure_encoder(recipe, data, tmp_path, LocalSession("trial-a"))
     assert first.role == "trained"
     losses = json.loads((tmp_path / "_encoders" / first.key / "losses.json").read_text())
     assert len(losses) == 4 and losses[-1]["loss"] < losses[0]["loss"]
-    again = ensure_encoder(recipe, data, tmp_path, LocalSession(tmp_path / "b", "trial-b"))
+    again = ensure_encoder(recipe, data, tmp_path, LocalSession("trial-b"))
     assert again.role == "reused" and again.path == first.path
     users = sorted(p.name for p in (tmp_path / "_encoders" / first.key / "users").iterdir())
     assert users == ["trial-a", "trial-b"]
@@ -55,7 +55,7 @@ def test_pretraining_loss_goes_down_and_encoder_is_shared(smoke, tmp_path):
 def test_finetune_reports_every_epoch_and_resumes_from_checkpoint(smoke, tmp_path):
     recipe, data = smoke
     enc = EncoderInfo(None, None, "none")
-    full = LocalSession(tmp_path / "full")
+    full = LocalSession()
     finetune_loop(recipe.model_copy(update={"finetune": recipe.finetune.model_copy(
         update={"epochs": 3})}), data, full, enc, TrialArtifacts(tmp_path / "art"))
     assert [m["epoch"] for m in full.history] == [1, 2, 3]
@@ -65,24 +65,29 @@ def test_finetune_reports_every_epoch_and_resumes_from_checkpoint(smoke, tmp_pat
     assert summary["epochs_run"] == 3 and summary["best_epoch"] in (1, 2, 3)
     assert (tmp_path / "art" / "best_model.pt").is_file()
 
-    # Interrupted after 2 epochs, then resumed: epoch 3 starts from the epoch-2 checkpoint.
-    part = LocalSession(tmp_path / "part")
+    # Interrupted after 2 epochs, then resumed: epoch 3 starts from the epoch-2 resume state.
+    part, art = LocalSession(), TrialArtifacts(tmp_path / "part")
     short = recipe.model_copy(update={"finetune": recipe.finetune.model_copy(
         update={"epochs": 3})})
     finetune_loop(short.model_copy(update={"finetune": short.finetune.model_copy(
-        update={"epochs": 2})}), data, part, enc)
-    resumed = LocalSession(tmp_path / "part")
-    finetune_loop(short, data, resumed, enc)
+        update={"epochs": 2})}), data, part, enc, art)
+    # a third epoch that wrote its record but was killed before saving its state
+    (tmp_path / "part" / "history.json").write_text(json.dumps(
+        [*json.loads((tmp_path / "part" / "history.json").read_text()), {"epoch": 3}]))
+    resumed = LocalSession()
+    finetune_loop(short, data, resumed, enc, art)
     assert [m["epoch"] for m in resumed.history] == [3]
+    assert [h["epoch"] for h in art.read_json("history.json")] == [1, 2, 3]
+    assert art.read_json("resumes.json")[0]["from_epoch"] == 2
 
 
 def test_finished_run_resumed_reports_its_last_epoch_again(smoke, tmp_path):
     recipe, data = smoke
     enc = EncoderInfo(None, None, "none")
-    s = LocalSession(tmp_path / "s")
-    finetune_loop(recipe, data, s, enc)
-    again = LocalSession(tmp_path / "s")
-    finetune_loop(recipe, data, again, enc)
+    art = TrialArtifacts(tmp_path / "s")
+    finetune_loop(recipe, data, LocalSession(), enc, art)
+    again = LocalSession()
+    finetune_loop(recipe, data, again, enc, art)
     assert len(again.history) == 1 and again.history[0]["epoch"] == recipe.finetune.epochs
 
 

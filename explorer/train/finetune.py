@@ -2,14 +2,22 @@
 
 Per epoch: train with BCE-with-logits (optionally multi-label mixup/cutmix), score the
 validation split (mean AUC over the findings that have both classes), keep the best epoch,
-checkpoint, and report to Ray so ASHA can stop weak trials. The test split is never touched here.
+save the resume state, and report to Ray so ASHA can stop weak trials. The test split is never
+touched here.
+
+The resume state is one file in the trial's record, ``resume.pt`` (model, optimizer, epoch,
+history, best epoch with its weights and validation probabilities), replaced atomically after
+every epoch by rank 0 before the epoch is reported. Whatever restarts the loop (a Train worker
+restarted by ``FailureConfig``, a trial retried by Tune, ``--resume`` after a kill) finds the
+newest finished epoch there. Ray's own checkpoints are not used: Tune's experiment snapshot can
+lag the deletion of an older checkpoint, and a driver killed in that window left a trial Tune
+could not restore.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from explorer.config import Recipe
 from explorer.errors import DataError
+from explorer.storage import atomic_torch_save
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.common import (
     autocast,
@@ -91,25 +100,47 @@ def check_validation(data) -> None:
                         "split, so no AUC can be computed: use more validation images")
 
 
-def _load_state(ckpt_dir: Path, model, optimizer) -> dict:
-    state = torch.load(ckpt_dir / "state.pt", map_location="cpu", weights_only=True)
+RESUME = "resume.pt"
+
+
+def _load_state(path: Path, model, optimizer) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
     unwrap(model).load_state_dict(state.pop("model"))
     optimizer.load_state_dict(state.pop("optimizer"))
-    best_path = ckpt_dir / "best_model.pt"
-    state["best_model"] = (torch.load(best_path, map_location="cpu", weights_only=True)
-                           if best_path.is_file() else None)
-    probs_path = ckpt_dir / "best_val_probs.npy"
-    state["best_probs"] = np.load(probs_path) if probs_path.is_file() else None
+    probs = state.get("best_probs")
+    state["best_probs"] = probs.numpy() if probs is not None else None
     return state
 
 
-def _save_checkpoint(d: Path, model, optimizer, st: dict) -> None:
-    torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": st["epoch"], "history": st["history"], "best": st["best"]},
-               d / "state.pt")
-    if st["best_model"] is not None:
-        torch.save(st["best_model"], d / "best_model.pt")
-        np.save(d / "best_val_probs.npy", st["best_probs"])
+def _save_state(path: Path, model, optimizer, st: dict) -> None:
+    probs = st["best_probs"]
+    atomic_torch_save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                       "epoch": st["epoch"], "history": st["history"], "best": st["best"],
+                       "best_model": st["best_model"],
+                       "best_probs": torch.from_numpy(probs) if probs is not None else None},
+                      path)
+
+
+def _resume(artifacts: TrialArtifacts, session: Session, model, optimizer, data,
+            epochs_planned: int) -> dict:
+    """The state saved after the newest finished epoch; the record is rewritten from it, so
+    files written for an epoch that did not finish saving its state are replaced."""
+    state = _load_state(artifacts.path(RESUME), model, optimizer)
+    if session.is_main:
+        artifacts.write_json("resumes.json", [*artifacts.read_json("resumes.json", []),
+                                              {"from_epoch": state["epoch"], "at": time.time()}])
+        artifacts.write_json("history.json", state["history"])
+        artifacts.write_json("summary.json", {**summarize(state, epochs_planned),
+                                              "updated": time.time()})
+        if state["best_model"] is not None:
+            artifacts.save_model(state["best_model"])
+            artifacts.write_predictions("val", data.val, state["best_probs"], data.findings)
+    return state
+
+
+def drop_resume_state(artifacts: TrialArtifacts) -> None:
+    """A finished or stopped trial is never resumed: free its (at paper scale, GB) state."""
+    artifacts.path(RESUME).unlink(missing_ok=True)
 
 
 def _epoch_metrics(st: dict, findings) -> dict[str, Any]:
@@ -164,13 +195,9 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
 
     st: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_model": None,
                           "best_probs": None}
-    with session.latest_checkpoint() as ckpt:
-        if ckpt is not None:
-            st.update(_load_state(ckpt, model, optimizer))
-            if artifacts is not None and session.is_main:  # a restarted worker or trial
-                artifacts.write_json("resumes.json", [*artifacts.read_json("resumes.json", []),
-                                                      {"from_epoch": st["epoch"],
-                                                       "at": time.time()}])
+    if artifacts is not None and artifacts.path(RESUME).is_file():
+        st.update(_resume(artifacts, session, model, optimizer, data, f.epochs))
+    session.barrier()  # every rank has read the state before rank 0 can replace it
     if st["epoch"] >= f.epochs and st["history"]:
         # Finished before an interruption hid it from Tune: report the last epoch again.
         session.report(_epoch_metrics(st, data.findings) if session.is_main else {})
@@ -195,36 +222,35 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
         train_loss = finite_or_raise(session.all_mean(loss), "training loss")
         st["epoch"] = epoch + 1
         report: dict[str, Any] = {}
-        with tempfile.TemporaryDirectory(prefix="cxr-ckpt-") as tmp:
-            if session.is_main:
-                probs = predict(unwrap(model), val_ds, device, f.batch_size, recipe.resources)
-                table = per_class_auc(data.val.labels, probs, data.findings)
-                defined = table["auc"].dropna()
-                mean = float(defined.mean()) if len(defined) else float("nan")
-                st["history"].append({"epoch": epoch + 1, "val_mean_auc": mean,
-                                      "val_auc": [None if math.isnan(a) else float(a)
-                                                  for a in table["auc"]],
-                                      "train_loss": train_loss, "lr": current_lr(optimizer),
-                                      "epoch_time_s": time.perf_counter() - t0})
-                best = st["best"]
-                if best is None or (not math.isnan(mean) and mean > best["val_mean_auc"]):
-                    st["best"] = {"epoch": epoch + 1, "val_mean_auc": mean}
-                    st["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in
-                                                      unwrap(model).state_dict().items()})
-                    st["best_probs"] = probs
-                    if artifacts is not None:
-                        artifacts.save_model(st["best_model"])
-                        artifacts.write_predictions("val", data.val, probs, data.findings)
+        if session.is_main:
+            probs = predict(unwrap(model), val_ds, device, f.batch_size, recipe.resources)
+            table = per_class_auc(data.val.labels, probs, data.findings)
+            defined = table["auc"].dropna()
+            mean = float(defined.mean()) if len(defined) else float("nan")
+            st["history"].append({"epoch": epoch + 1, "val_mean_auc": mean,
+                                  "val_auc": [None if math.isnan(a) else float(a)
+                                              for a in table["auc"]],
+                                  "train_loss": train_loss, "lr": current_lr(optimizer),
+                                  "epoch_time_s": time.perf_counter() - t0})
+            best = st["best"]
+            if best is None or (not math.isnan(mean) and mean > best["val_mean_auc"]):
+                st["best"] = {"epoch": epoch + 1, "val_mean_auc": mean}
+                st["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in
+                                                  unwrap(model).state_dict().items()})
+                st["best_probs"] = probs
                 if artifacts is not None:
-                    artifacts.write_json("history.json", st["history"])
-                    artifacts.write_json("summary.json",
-                                         {**summarize(st, f.epochs), "updated": time.time()})
-                _save_checkpoint(Path(tmp), model, optimizer, st)
-                report = _epoch_metrics(st, data.findings)
-                if epoch + 1 == f.epochs and on_finish is not None:
-                    # Before the last report: a scheduler may stop the trial right after it.
-                    on_finish(summarize(st, f.epochs))
-            session.report(report, checkpoint_dir=tmp if session.is_main else None)
+                    artifacts.save_model(st["best_model"])
+                    artifacts.write_predictions("val", data.val, probs, data.findings)
+            if artifacts is not None:
+                artifacts.write_json("history.json", st["history"])
+                artifacts.write_json("summary.json",
+                                     {**summarize(st, f.epochs), "updated": time.time()})
+                _save_state(artifacts.path(RESUME), model, optimizer, st)
+            report = _epoch_metrics(st, data.findings)
+            if epoch + 1 == f.epochs and on_finish is not None:
+                # Before the last report: a scheduler may stop the trial right after it.
+                on_finish(summarize(st, f.epochs))
+        session.report(report)
     return summarize(st, f.epochs)
 
 

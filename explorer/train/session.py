@@ -7,15 +7,15 @@ The same pre-training and fine-tuning loops run in three places, and only this o
   via ``TuneReportCallback``).
 - ``TuneSession``: directly inside a Tune trial (one in-process worker, no Train start-up cost).
 - ``LocalSession``: no Ray at all (benchmarks, unit tests, a quick run in a notebook).
+
+Sessions carry metrics only. The fine-tuning loop's resume state is its own file in the trial's
+record (``resume.pt``, see ``explorer.train.finetune``), not a Ray checkpoint: Tune's experiment
+snapshot can lag the deletion of an older checkpoint (``num_to_keep``), and a driver killed in
+that window left a trial that Tune could never restore.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,12 +37,8 @@ class Session:
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.to(self.device())
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+    def report(self, metrics: dict[str, Any]) -> None:
         raise NotImplementedError
-
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[Path | None]:
-        yield None
 
     def barrier(self) -> None:
         if self.world_size > 1 and dist.is_initialized():
@@ -67,27 +63,14 @@ class Session:
 
 
 class LocalSession(Session):
-    """Keeps reported metrics in ``history`` and the latest checkpoint in ``root/latest``."""
+    """Keeps reported metrics in ``history``."""
 
-    def __init__(self, root: str | Path | None = None, trial_id: str = "local"):
-        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="cxr-local-"))
+    def __init__(self, trial_id: str = "local"):
         self.trial_id = trial_id
         self.history: list[dict[str, Any]] = []
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+    def report(self, metrics: dict[str, Any]) -> None:
         self.history.append(dict(metrics))
-        if checkpoint_dir is not None:
-            dest = self.root / "latest"
-            tmp = self.root / ".latest.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(checkpoint_dir, tmp)
-            shutil.rmtree(dest, ignore_errors=True)
-            tmp.rename(dest)
-
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[Path | None]:
-        dest = self.root / "latest"
-        yield dest if dest.is_dir() else None
 
 
 class TuneSession(Session):
@@ -96,22 +79,10 @@ class TuneSession(Session):
     def __init__(self, trial_id: str):
         self.trial_id = trial_id
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+    def report(self, metrics: dict[str, Any]) -> None:
         from ray import tune
 
-        ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=ckpt)
-
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[Path | None]:
-        from ray import tune
-
-        ckpt = tune.get_checkpoint()
-        if ckpt is None:
-            yield None
-            return
-        with ckpt.as_directory() as d:
-            yield Path(d)
+        tune.report(metrics)
 
 
 class TrainSession(Session):
@@ -135,22 +106,10 @@ class TrainSession(Session):
 
         return ray.train.torch.prepare_model(model)
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+    def report(self, metrics: dict[str, Any]) -> None:
         import ray.train
 
-        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=ckpt)
-
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[Path | None]:
-        import ray.train
-
-        ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            yield None
-            return
-        with ckpt.as_directory() as d:
-            yield Path(d)
+        ray.train.report(metrics)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -24,13 +24,16 @@ FINISHED = ("TERMINATED", "ERROR")
 
 
 def prune_resume_states(run_dir, states) -> None:
-    """Drop the resume state of trials ASHA stopped (finished trials drop theirs themselves):
-    they are never resumed. Errored trials keep theirs for ``--retry-failed``."""
+    """Drop the resume state of trials ASHA stopped (finished trials drop theirs themselves) and
+    of trials lost to an interruption (started after Tune's last experiment snapshot, so a
+    resume ran them again under a new id): none of them is ever resumed. Errored trials keep
+    theirs for ``--retry-failed``."""
     from explorer.train.finetune import drop_resume_state
 
-    for trial_id, st in states:
-        if st["status"] == "TERMINATED":
-            drop_resume_state(TrialArtifacts(run_dir / "trials" / trial_id))
+    status = {trial_id: st["status"] for trial_id, st in states}
+    for d in (run_dir / "trials").glob("*"):
+        if status.get(d.name, "LOST") in ("TERMINATED", "LOST"):
+            drop_resume_state(TrialArtifacts(d))
 
 
 def _unfinished(states) -> bool:

@@ -41,7 +41,7 @@ def wait_for(what: str, pred, proc: subprocess.Popen, timeout: float = 240) -> N
             return
         if proc.poll() is not None:
             raise AssertionError(f"search exited ({proc.returncode}) before: {what}")
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for: {what}")
 
 
@@ -49,10 +49,21 @@ def done_files(run: Path) -> list[Path]:
     return sorted(run.glob("trials/*/done.json"))
 
 
-def mid_epoch(run: Path) -> bool:
-    """A trial has finished some fine-tuning epochs but not all (so it will resume mid-way)."""
-    return any((d / "history.json").is_file() and not (d / "done.json").is_file()
-               for d in run.glob("trials/*"))
+def mid_epoch(run: Path, since: float = 0.0, before: int = 10**9, known: float = 0.0) -> bool:
+    """A trial has saved a fine-tuning epoch after ``since``, and fewer than ``before`` epochs,
+    is not done, and started at least ``known`` seconds ago: it will resume mid-way from its
+    resume state. (Tune snapshots its experiment every 5 s; a trial that started after the last
+    snapshot is unknown to a resume and runs again from scratch under a new id.)"""
+    for d in run.glob("trials/*"):
+        try:
+            started = json.loads((d / "config.json").read_text())["started"]
+            if (d / "resume.pt").stat().st_mtime > since and not (d / "done.json").is_file() \
+                    and len(json.loads((d / "history.json").read_text())) < before \
+                    and time.time() - started >= known:
+                return True
+        except (OSError, ValueError, KeyError):
+            continue
+    return False
 
 
 def kill9(proc: subprocess.Popen) -> None:
@@ -78,20 +89,24 @@ def check_complete(run: Path, n: int) -> pd.DataFrame:
 
 def test_kill9_twice_then_resume_finishes_exactly_num_samples(tmp_path):
     run = tmp_path / "mask_ratio"
-    first = start(tmp_path)
+    longer = ("--set", "finetune.epochs=30")  # a window of seconds to kill a trial mid-way
+    first = start(tmp_path, *longer)
     wait_for("one finished trial", lambda: len(done_files(run)) >= 1, first)
     kill9(first)
     finished = {p: p.stat().st_mtime_ns for p in done_files(run)}
 
-    second = start(tmp_path, "--resume")
-    wait_for("a trial interrupted mid fine-tuning",
-             lambda: len(done_files(run)) > len(finished) and mid_epoch(run), second)
+    resumed_at = time.time()
+    second = start(tmp_path, "--resume", *longer)
+    wait_for("a trial interrupted mid fine-tuning, after an epoch of this run",
+             lambda: mid_epoch(run, since=resumed_at, before=26, known=7), second)
     kill9(second)
     finished.update({p: p.stat().st_mtime_ns for p in done_files(run) if p not in finished})
 
-    third = start(tmp_path, "--resume")
+    third = start(tmp_path, "--resume", *longer)
     assert third.wait(timeout=400) == 0
-    check_complete(run, 4)
+    trials = check_complete(run, 4)
+    assert trials.resumes.sum() >= 1  # the trial killed mid-way went on from its state
+    assert not list(run.glob("trials/*/resume.pt")), "lost trials' states are dropped too"
     # finished trials were neither lost nor re-run
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
 

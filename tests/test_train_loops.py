@@ -86,9 +86,11 @@ def test_finished_run_resumed_reports_its_last_epoch_again(smoke, tmp_path):
     enc = EncoderInfo(None, None, "none")
     art = TrialArtifacts(tmp_path / "s")
     finetune_loop(recipe, data, LocalSession(), enc, art)
-    again = LocalSession()
-    finetune_loop(recipe, data, again, enc, art)
+    again, finished = LocalSession(), []
+    # killed after its last epoch's state was saved, before on_finish: it finishes now
+    finetune_loop(recipe, data, again, enc, art, on_finish=finished.append)
     assert len(again.history) == 1 and again.history[0]["epoch"] == recipe.finetune.epochs
+    assert len(finished) == 1 and finished[0]["epochs_run"] == recipe.finetune.epochs
 
 
 def test_multilabel_mixup_mixes_targets_with_the_image_lambda(smoke):

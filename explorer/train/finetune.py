@@ -199,7 +199,10 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
         st.update(_resume(artifacts, session, model, optimizer, data, f.epochs))
     session.barrier()  # every rank has read the state before rank 0 can replace it
     if st["epoch"] >= f.epochs and st["history"]:
-        # Finished before an interruption hid it from Tune: report the last epoch again.
+        # Finished before an interruption hid it from Tune: finish it (if the kill came before
+        # ``on_finish``) and report the last epoch again.
+        if session.is_main and on_finish is not None:
+            on_finish(summarize(st, f.epochs))
         session.report(_epoch_metrics(st, data.findings) if session.is_main else {})
         return summarize(st, f.epochs)
 

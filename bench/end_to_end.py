@@ -57,7 +57,6 @@ def run_search(root: Path, warm_cache: bool = False, spec: str = SPEC,
     cmd = [sys.executable, "-m", "explorer.search", spec, "--storage", str(root / "runs"),
            "--reports", str(root / "reports"), *extra]
     env = dict(os.environ)
-    env.setdefault("RAY_ADDRESS", "local")  # a fresh Ray, never another user's `ray start`
     if not warm_cache:
         env["CXR_EXPLORER_CACHE"] = str(root / "cache")
     print(f"running: {' '.join(cmd[1:])} (log: {root / 'search.log'})", file=sys.stderr,

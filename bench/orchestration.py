@@ -11,7 +11,8 @@ pre-training, then N fine-tunings of 3 epochs), one trial at a time, run
 - (c) in one process: ``explorer.trial.run_worker`` with a ``LocalSession`` per trial, called
   in a loop (after one untimed warm-up trial: imports and first-call set-up are paid);
 - (a) through Ray Tune, inline mode: ``explorer.trial.search_trainable`` in a ``tune.Tuner``
-  exactly as ``explorer.stages.run_search`` builds it (``resources.trainer=inline``);
+  as ``explorer.stages.run_search`` built it before actor reuse (a new actor per trial;
+  ``resources.trainer=inline``);
 - (b) through Ray Tune with a Ray Train ``TorchTrainer`` per trial, 1 worker
   (``resources.trainer=torch_trainer``).
 
@@ -20,11 +21,11 @@ on its own row (a search pays it once). A mode's wall is ``Tuner.fit()`` (or the
 overhead per trial = (wall of the mode - wall of (c)) / N; overhead share = that / the mode's
 wall. Training share = the epochs' time from the artifacts (as in ``bench.end_to_end``) / wall.
 A fourth mode, (a'), is (a) with ``TuneConfig(reuse_actors=True)`` (one trial actor process
-reused for the next trial instead of a new process that imports torch again); it measures a
-proposed change to ``explorer.stages``. "outside run_worker per trial" = (wall - sum of each
-trial's ``config.json`` started -> ``done.json`` finished) / N: actor start-up, imports, Tune's
-bookkeeping between trials. ``--repeats R`` runs the modes R times in the order c, a, a', b,
-c, ... and takes medians.
+reused for the next trial instead of a new process that imports torch again): what
+``explorer.stages`` does since this benchmark measured it. "outside run_worker per trial" =
+(wall - sum of each trial's ``config.json`` started -> ``done.json`` finished) / N: actor
+start-up, imports, Tune's bookkeeping between trials. ``--repeats R`` runs the modes R times
+in the order c, a, a', b, c, ... and takes medians.
 
 Part B. The default cpu search (README command 1) must spend >= 85% of its wall time x slots
 training: ``bench.end_to_end`` runs it (or ``--run-dir`` reuses its folder) and does the
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -103,9 +103,6 @@ def connect(storage: Path) -> float:
     from explorer.experiment import Experiment
     from explorer.pipeline import Pipeline
 
-    # A fresh local Ray, never a cluster someone else started with `ray start` on this machine
-    # (ray.init's default joins the latest such cluster).
-    os.environ.setdefault("RAY_ADDRESS", "local")
     loaded = _loaded("inline")
     p = Pipeline(loaded, Experiment(storage, NAME), verbose=False, reports=storage / "reports")
     t0 = time.perf_counter()

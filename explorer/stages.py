@@ -32,7 +32,7 @@ def prune_resume_states(run_dir, states) -> None:
 
     status = {trial_id: st["status"] for trial_id, st in states}
     for d in (run_dir / "trials").glob("*"):
-        if status.get(d.name, "LOST") in ("TERMINATED", "LOST"):
+        if status.get(d.name) in ("TERMINATED", None):  # None: lost, not in Tune's state
             drop_resume_state(TrialArtifacts(d))
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from explorer.metrics import per_class_auc
 from explorer.results import PARAM_PREFIX, write_results
-from explorer.storage import ENCODERS, read_json
+from explorer.storage import ENCODERS, Store, as_store, read_json
 from explorer.train.artifacts import TrialArtifacts
 
 
@@ -102,10 +102,11 @@ def labels_frame(data) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _encoders(storage: Path, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _encoders(store: Store, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     enc_rows, epoch_rows, recon = [], [], []
     for key in keys:
-        d = storage / ENCODERS / key
+        store.pull(f"{ENCODERS}/{key}", exact=False)  # remote storage: all but the weights
+        d = store.path(f"{ENCODERS}/{key}")
         meta = read_json(d / "meta.json", {}) or {}
         losses = read_json(d / "losses.json", []) or []
         users = sorted(p.name for p in (d / "users").glob("*")) if (d / "users").is_dir() else []
@@ -122,7 +123,7 @@ def _encoders(storage: Path, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFram
             pd.concat(recon, ignore_index=True) if recon else pd.DataFrame())
 
 
-def collect(run_dir: Path, storage: Path, searched: list[str], data,
+def collect(run_dir: Path, storage: Store | Path, searched: list[str], data,
             search_trials: list[tuple[str, dict]], baseline_runs: list[dict],
             finalists: list[str], meta: dict) -> Path:
     """Write ``run_dir/results``: search trials (id, Tune state) and baseline runs."""
@@ -151,7 +152,7 @@ def collect(run_dir: Path, storage: Path, searched: list[str], data,
         trials["test_mean_auc"] = trials["trial_id"].map(test_means)
     keys = sorted({k for k in trials.get("pretrain_key", [])
                    if isinstance(k, str) and not k.startswith("file:")})
-    encoders, encoder_epochs, recon = _encoders(storage, keys)
+    encoders, encoder_epochs, recon = _encoders(as_store(storage), keys)
     if len(pred_df):
         pred_df = pred_df[["trial_id", "split", "image_id", "patient_id", *findings]]
     return write_results(run_dir, meta, trials=trials, epochs=pd.DataFrame(epochs),

@@ -9,6 +9,7 @@ validation set.
 from __future__ import annotations
 
 from explorer.config import Recipe
+from explorer.storage import Store
 from explorer.train.artifacts import TrialArtifacts
 
 
@@ -38,14 +39,19 @@ def score_test(recipe: Recipe, data, art: TrialArtifacts) -> bool:
     return True
 
 
-def score_finalist(artifacts_dir: str) -> bool:
-    """Ray task body: rebuild the trial's recipe and data from its record and score test."""
+def score_finalist(store: Store, rel: str) -> bool:
+    """Rebuild the trial's recipe and data from its record (``rel`` in the storage) and score
+    test; in the driver or as a Ray task."""
     import torch
 
     from explorer.data import load_data
     from explorer.recipes import build_recipe
 
-    art = TrialArtifacts(artifacts_dir)
+    store.pull(rel, exact=False)
+    store.fetch(f"{rel}/best_model.pt")
+    art = TrialArtifacts(store.path(rel))
     recipe = build_recipe(art.read_json("config.json")["recipe"])
     torch.set_num_threads(max(1, int(recipe.resources.cpus_per_worker)))
-    return score_test(recipe, load_data(recipe.data), art)
+    scored = score_test(recipe, load_data(recipe.data), art)
+    store.push(f"{rel}/test_predictions.parquet")
+    return scored

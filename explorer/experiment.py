@@ -14,14 +14,18 @@ from explorer import __version__
 from explorer.errors import UserError
 from explorer.recipes import config_hash
 from explorer.spec import LoadedSpec, validate_spec
-from explorer.storage import atomic_write_json, read_json
+from explorer.storage import Store, as_store, atomic_write_json, read_json
 
 
 class Experiment:
-    def __init__(self, storage: Path, name: str):
-        self.storage = Path(storage)
+    def __init__(self, storage: Store | str | Path, name: str):
+        self.store = as_store(storage)
+        self.storage = self.store.local_root  # this process' view of it (a mirror if remote)
         self.name = name
         self.dir = self.storage / name
+        #: How messages name it: the folder, or the remote location (not this machine's mirror).
+        self.where = f"{self.store.root.split('?', 1)[0].rstrip('/')}/{name}" \
+            if self.store.is_remote else str(self.dir)
 
     @property
     def record_path(self) -> Path:
@@ -41,8 +45,8 @@ class Experiment:
     def record(self) -> dict:
         rec = read_json(self.record_path)
         if not isinstance(rec, dict) or "spec" not in rec:
-            raise UserError(f"{self.record_path}: missing or unreadable experiment record; "
-                            f"use --name to start a new experiment")
+            raise UserError(f"{self.where}/experiment.json: missing or unreadable experiment "
+                            f"record; use --name to start a new experiment")
         return rec
 
     def stored_spec(self) -> LoadedSpec:
@@ -53,12 +57,12 @@ class Experiment:
         rec = self.record()
         if rec.get("spec_hash") != config_hash(loaded.raw):
             raise UserError(
-                f"{self.dir}: the spec differs from the one this experiment was started with; "
+                f"{self.where}: the spec differs from the one this experiment was started with; "
                 f"resume with the same spec and --set values, or use --name NEW")
 
     def refuse_overwrite(self, progress: str = "") -> None:
         raise UserError(
-            f"{self.dir} already holds an experiment named '{self.name}'{progress}: add --resume "
+            f"{self.where} already holds an experiment named '{self.name}'{progress}: add --resume "
             f"to continue it, --extend N to add trials, or --name NEW to start another")
 
     def extensions(self) -> list[dict]:

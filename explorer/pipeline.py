@@ -36,16 +36,20 @@ def absolute_paths(recipe_dict: dict) -> dict:
     return recipe_dict
 
 
-def _sees_file(path: str, token: str) -> bool:
+def _sees_file(store, rel: str, token: str) -> bool:
     try:
-        return Path(path).read_text() == token
+        seen = store.fetch(rel, refresh=True) and store.path(rel).read_text() == token
     except OSError:
         return False
+    if store.is_remote:  # this node's mirror copy
+        store.path(rel).unlink(missing_ok=True)
+    return seen
 
 
-def check_shared_storage(storage: Path, nodes: list[dict]) -> None:
-    """On a multi-node cluster, every node must see the storage at the same path (a shared
-    mount): trials on other nodes write there, and --resume reads it back."""
+def check_shared_storage(store, nodes: list[dict]) -> None:
+    """On a multi-node cluster, every node must reach the storage: a file-system path must be a
+    shared mount at the same path on every node (trials on other nodes write there, and
+    --resume reads it back); a remote storage must be readable from every node."""
     if len(nodes) < 2:
         return
     import uuid
@@ -53,23 +57,25 @@ def check_shared_storage(storage: Path, nodes: list[dict]) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    storage.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    marker = storage / f".shared-check-{token}"
-    marker.write_text(token)
+    rel = f".shared-check-{token}"
+    store.path().mkdir(parents=True, exist_ok=True)
+    store.path(rel).write_text(token)
+    store.push(rel)
     try:
         probe = ray.remote(num_cpus=0)(_sees_file)
         refs = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]: probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(str(marker), token) for n in nodes}
+        ).remote(store, rel, token) for n in nodes}
         blind = [name for name, ok in zip(refs, ray.get(list(refs.values()), timeout=120))
                  if not ok]
     finally:
-        marker.unlink(missing_ok=True)
+        store.delete(rel)
     if blind:
-        raise UserError(f"--storage {storage}: not visible from node {blind[0]} "
+        shown = store.root.split("?", 1)[0]
+        raise UserError(f"--storage {shown}: not visible from node {blind[0]} "
                         f"({len(blind)} of {len(nodes)} nodes): on a multi-node cluster use a "
-                        "shared file system mounted at the same path on every node")
+                        "shared file system mounted at the same path on every node, or s3://")
 
 
 def _last_line(err: object) -> str:
@@ -109,6 +115,10 @@ class _Background:
         if "error" in self._out:
             raise self._out["error"]
         return self._out.get("value")
+
+
+def baseline_rel(key: str) -> str:
+    return f"{BASELINES}/{key}"
 
 
 class Pipeline:
@@ -163,8 +173,11 @@ class Pipeline:
             warnings.filterwarnings("ignore")
             os.environ.setdefault("RAY_DEDUP_LOGS", "1")
             os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine ignores verbose=0
-        env = {k: v for k, v in os.environ.items()
-               if k.startswith("CXR_EXPLORER_") or k in ("RAY_CHDIR_TO_TRIAL_DIR",)}
+        from explorer.remote import MIRROR_ENV
+
+        env = {k: v for k, v in os.environ.items()  # the mirror is each machine's own choice
+               if (k.startswith("CXR_EXPLORER_") and k != MIRROR_ENV)
+               or k in ("RAY_CHDIR_TO_TRIAL_DIR",)}
         # Without --address or RAY_ADDRESS: a private local Ray, never a cluster that someone
         # happened to `ray start` on this machine (Ray's own default would join it).
         address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -186,7 +199,7 @@ class Pipeline:
         self.cluster = ray.cluster_resources()
         self.nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._check_fit()
-        check_shared_storage(self.exp.storage, self.nodes)
+        check_shared_storage(self.exp.store, self.nodes)
 
     def _check_fit(self) -> None:
         from explorer.tuning import fits
@@ -198,6 +211,13 @@ class Pipeline:
 
     # -- stages ---------------------------------------------------------------------------
     def run(self, extend: int = 0, retry_failed: bool = False) -> int:
+        # A remote storage gets the driver's own files (Tune's state, the Optuna journal,
+        # results) every few seconds; trial records are pushed by the trials themselves.
+        with self.exp.store.syncing(self.exp.name, skip_dirs=("trials", "_train"),
+                                    last=("optuna.journal",)):
+            return self._run(extend, retry_failed)
+
+    def _run(self, extend: int, retry_failed: bool) -> int:
         from explorer.progress import STARTED
         from explorer.stages import run_baselines, run_search, score_finalists
 
@@ -228,7 +248,7 @@ class Pipeline:
 
     def _interrupted(self) -> int:
         print(f"search interrupted: run the same command with --resume to continue "
-              f"({self.exp.dir})", flush=True)
+              f"({self.exp.where})", flush=True)
         return 130
 
     def collect(self, states, runs, finalists) -> None:
@@ -236,7 +256,7 @@ class Pipeline:
         from explorer.provenance import run_meta
 
         meta = run_meta(self, runs)
-        collect(self.exp.dir, self.exp.storage, list(self.loaded.spec.search.params), self.data,
+        collect(self.exp.dir, self.exp.store, list(self.loaded.spec.search.params), self.data,
                 states, runs, finalists, meta)
 
     def report(self) -> None:
@@ -245,7 +265,7 @@ class Pipeline:
         build_report(self.exp.dir, out_dir=self.report_path.parent)
 
     def baseline_dir(self, key: str) -> Path:
-        return self.exp.storage / BASELINES / key
+        return self.exp.storage / baseline_rel(key)
 
     def baseline_key(self, recipe) -> str:
         d = recipe.model_dump(mode="json")

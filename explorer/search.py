@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved recipe, the search and its rough cost; run nothing")
     p.add_argument("--storage", default=os.environ.get("CXR_EXPLORER_STORAGE", "runs"),
-                   help="experiment storage: a local folder or a shared mount (default: runs/)")
+                   help="experiment storage: a local folder, a shared mount or s3://bucket/prefix "
+                        "(default: runs/)")
     p.add_argument("--name", help="experiment name (default: the spec's name)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join ('auto' or host:port; default: RAY_ADDRESS, "
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.dryrun import dry_run_text
     from explorer.experiment import Experiment
     from explorer.spec import load_spec
-    from explorer.storage import check_writable
+    from explorer.storage import open_store
 
     if args.extend is not None and args.extend < 1:
         raise UserError(f"--extend {args.extend}: must be a positive number of trials")
@@ -100,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run_text(loaded, name))
         return 0
-    storage = check_writable(args.storage)
-    exp = Experiment(storage, name)
+    store = open_store(args.storage)
+    store.pull(name)  # a remote storage: this machine's mirror of the experiment, if any
+    exp = Experiment(store, name)
     args.extend = args.extend or 0
     continuing = args.resume or args.extend or args.retry_failed
     if exp.exists():
@@ -109,10 +111,10 @@ def run(args: argparse.Namespace) -> int:
             exp.refuse_overwrite()
         exp.check_same_spec(loaded)
     elif args.extend or args.retry_failed:
-        raise UserError(f"{exp.dir}: no experiment to extend or retry; run it first without "
+        raise UserError(f"{exp.where}: no experiment to extend or retry; run it first without "
                         "--extend/--retry-failed")
     elif args.resume:
-        print(f"nothing to resume at {exp.dir}: starting the search", flush=True)
+        print(f"nothing to resume at {exp.where}: starting the search", flush=True)
 
     from explorer.pipeline import Pipeline
 

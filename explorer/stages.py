@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from explorer.baselines import baseline_recipe
-from explorer.pipeline import absolute_paths, trial_states
+from explorer.pipeline import absolute_paths, baseline_rel, trial_states
 from explorer.progress import Progress
 from explorer.train.artifacts import TrialArtifacts
 from explorer.trial import baseline_trainable, search_trainable
@@ -23,17 +23,19 @@ if TYPE_CHECKING:
 FINISHED = ("TERMINATED", "ERROR")
 
 
-def prune_resume_states(run_dir, states) -> None:
+def prune_resume_states(run_dir, states, store=None) -> None:
     """Drop the resume state of trials ASHA stopped (finished trials drop theirs themselves) and
     of trials lost to an interruption (started after Tune's last experiment snapshot, so a
     resume ran them again under a new id): none of them is ever resumed. Errored trials keep
     theirs for ``--retry-failed``."""
-    from explorer.train.finetune import drop_resume_state
+    from explorer.train.finetune import RESUME, drop_resume_state
 
     status = {trial_id: st["status"] for trial_id, st in states}
     for d in (run_dir / "trials").glob("*"):
         if status.get(d.name) in ("TERMINATED", None):  # None: lost, not in Tune's state
             drop_resume_state(TrialArtifacts(d))
+            if store is not None:  # a remote storage: this mirror only lists the pulled files
+                store.delete(f"{run_dir.name}/trials/{d.name}/{RESUME}")
 
 
 def _unfinished(states) -> bool:
@@ -75,9 +77,11 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
     from ray import tune
 
     from explorer.study import settle_study
+    from explorer.tuning import ResumableOptunaSearch, journal_path
 
     exp = p.exp
-    ctx = {"run_dir": str(exp.dir), "storage": str(exp.storage), "base_recipe": p.base_dict}
+    ResumableOptunaSearch.journal = str(journal_path(exp.dir))  # where a restore must write
+    ctx = {"run": exp.name, "store": exp.store, "base_recipe": p.base_dict}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, context=ctx),
                                     trial_resources(p.base))
     parts = [(exp.dir, exp.name, p.loaded.spec.search.num_samples, True)]
@@ -93,8 +97,9 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
         states += part
         if _unfinished(part) or len(part) < n:
             return None
+    exp.store.pull(f"{exp.name}/trials")  # a remote storage: the records the trials pushed
     settle_study(exp.dir, exp.name, states)
-    prune_resume_states(exp.dir, states)
+    prune_resume_states(exp.dir, states, exp.store if exp.store.is_remote else None)
     return states
 
 
@@ -110,6 +115,7 @@ def baseline_runs(p: Pipeline) -> list[dict]:
             runs.append({"run_id": f"{b.recipe}-s{seed}-{key[:6]}", "recipe_name": b.recipe,
                          "label": f"{r.model.arch} seed {seed}", "seed": seed, "key": key,
                          "recipe": d, "artifacts": str(p.baseline_dir(key)),
+                         "rel": baseline_rel(key),
                          "state": {"status": "TERMINATED", "error": None}})
     return runs
 
@@ -123,14 +129,15 @@ def run_baselines(p: Pipeline):
     from ray import tune
 
     runs = baseline_runs(p)
+    for r in runs:
+        p.exp.store.pull(r["rel"])  # a remote storage: what is cached there
     todo = [r for r in runs if not is_done(r)]
     for r in runs:
         r["cached"] = r not in todo
     if not todo:
         return runs
     exp_dir = p.exp.dir / "baselines"
-    ctx = {"run_dir": str(p.exp.dir), "storage": str(p.exp.storage),
-           "baselines": {r["run_id"]: r for r in runs}}
+    ctx = {"run": p.exp.name, "store": p.exp.store, "baselines": {r["run_id"]: r for r in runs}}
     recipe = p.loaded.base  # baselines share the search's resources
     trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=ctx),
                                     trial_resources(recipe))
@@ -150,6 +157,8 @@ def run_baselines(p: Pipeline):
                 failure_config=tune.FailureConfig(max_failures=1)),
         )
     grid = tuner.fit()
+    for r in runs:
+        p.exp.store.pull(r["rel"])
     states = trial_states(grid)
     if _unfinished(states):
         return None
@@ -185,13 +194,15 @@ def score_finalists(p: Pipeline, states) -> list[str]:
               flush=True)
         return finalists
     r = p.base.resources
-    todo = [str(p.exp.dir / "trials" / t) for t in finalists]
+    todo = [f"{p.exp.name}/trials/{t}" for t in finalists]
     if not r.gpus_per_worker:
         # A CPU forward pass over the test split: cheaper here, where torch is already
         # imported, than in new worker processes (bench/orchestration.py: 14 s -> 3.5 s).
-        for path in todo:
-            score_finalist(path)
+        for rel in todo:
+            score_finalist(p.exp.store, rel)
         return finalists
     task = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(score_finalist)
-    ray.get([task.remote(path) for path in todo])
+    ray.get([task.remote(p.exp.store, rel) for rel in todo])
+    for rel in todo:
+        p.exp.store.pull(rel)
     return finalists

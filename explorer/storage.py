@@ -9,7 +9,8 @@ shared by every experiment in it::
 
 Files are written atomically (temporary name, then rename), so a reader on any node sees
 either nothing or a whole file. On a cluster the root must be a shared file system mounted at
-the same path on every node.
+the same path on every node, or an object store (``s3://...``) that every process reaches
+through a local mirror (``explorer.remote``); ``Store`` hides which.
 """
 
 from __future__ import annotations
@@ -33,12 +34,90 @@ LOCK_STALE_S = float(os.environ.get("CXR_EXPLORER_LOCK_STALE_S", "90"))
 LOCK_HEARTBEAT_S = max(0.5, LOCK_STALE_S / 6)
 
 
+class Store:
+    """The storage root as this process sees it: ``path(rel)`` is where to read and write.
+
+    A file-system root is used in place and every transfer method is a no-op. A remote root
+    (``s3://...``) is used through this process' mirror: ``pull``/``push`` move a file or
+    folder (relative to the root), ``fetch`` gets one file on demand. Picklable: it travels to
+    trials, which open their own connection.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = str(root)
+        self.is_remote = "://" in self.root
+
+    def __repr__(self) -> str:
+        return f"Store({self.root.split('?', 1)[0]!r})"
+
+    def __getstate__(self) -> dict:
+        return {"root": self.root, "is_remote": self.is_remote}
+
+    @property
+    def remote(self):
+        if "_remote" not in self.__dict__:
+            from explorer.remote import Remote
+
+            self.__dict__["_remote"] = Remote(self.root)
+        return self.__dict__["_remote"]
+
+    @property
+    def local_root(self) -> Path:
+        return self.remote.local if self.is_remote else Path(self.root)
+
+    def path(self, rel: str = "") -> Path:
+        return self.local_root / rel if rel else self.local_root
+
+    def pull(self, rel: str, skip: tuple[str, ...] = (".pt",), exact: bool = True) -> None:
+        if self.is_remote:
+            self.remote.pull(rel, skip=skip, exact=exact)
+
+    def push(self, rel: str, exact: bool = True, last: tuple[str, ...] = ()) -> None:
+        if self.is_remote:
+            self.remote.push(rel, exact=exact, last=last)
+
+    def fetch(self, rel: str, refresh: bool = False) -> bool:
+        if self.is_remote:
+            return self.remote.fetch(rel, refresh=refresh)
+        return self.path(rel).is_file()
+
+    def delete(self, rel: str) -> None:
+        self.path(rel).unlink(missing_ok=True)
+        if self.is_remote:
+            self.remote.delete(rel)
+
+    def syncing(self, rel: str, skip_dirs: tuple[str, ...], last: tuple[str, ...]):
+        """Keep this process' files under ``rel`` pushed while the block runs (remote only)."""
+        if not self.is_remote:
+            return contextlib.nullcontext()
+        return self.remote.syncing(rel, skip_dirs, last)
+
+    def lock(self, rel: str, owner: str):
+        """An inter-node lock at ``rel``: a ``FileLock`` on a file system, an ``ObjectLock``
+        (a lock object with a heartbeat) on a remote storage."""
+        if self.is_remote:
+            from explorer.remote import ObjectLock
+
+            return ObjectLock(self.remote, rel, owner, LOCK_STALE_S, LOCK_HEARTBEAT_S)
+        return FileLock(self.path(rel), owner=owner)
+
+
+def as_store(storage: Store | str | Path) -> Store:
+    return storage if isinstance(storage, Store) else Store(storage)
+
+
+def open_store(root: str | Path) -> Store:
+    """The ``--storage`` value as a Store, proven writable (one clear error if not)."""
+    if "://" in str(root):
+        store = Store(str(root))
+        store.remote.check_writable()
+        return store
+    return Store(check_writable(root))
+
+
 def check_writable(root: str | Path) -> Path:
     """Prove the storage root can be written (one clear error if not), creating nothing: the
     probe goes into the root if it exists, else into the nearest existing parent."""
-    if "://" in str(root):
-        raise StorageError(f"--storage {root}: only file-system paths (local or a shared mount) "
-                           "are supported")
     root = Path(root).expanduser()
     if root.exists() and not root.is_dir():
         raise StorageError(f"--storage {root}: exists and is not a folder")

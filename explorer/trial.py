@@ -39,19 +39,26 @@ def _node() -> dict:
 def run_worker(job: dict, session: Session) -> dict:
     """The per-worker body shared by both execution modes.
 
-    ``job``: recipe (dict), params, kind ("recipe" | "baseline"), artifacts (folder),
-    storage (root of the shared caches), score_test (baselines score the test split once at the
-    end, selecting their epoch on validation).
+    ``job``: recipe (dict), params, kind ("recipe" | "baseline"), store (the storage),
+    artifacts (the record's folder in it), score_test (baselines score the test split once at
+    the end, selecting their epoch on validation).
     """
     from explorer.data import load_data
-    from explorer.train.finetune import check_validation, drop_resume_state, finetune_loop
+    from explorer.train.finetune import RESUME, check_validation, drop_resume_state, finetune_loop
     from explorer.train.pretrain import ensure_encoder
 
     t0 = time.time()
     recipe = build_recipe(job["recipe"])
     data = load_data(recipe.data)
     check_validation(data)
-    art = TrialArtifacts(job["artifacts"])
+    store, rel = job["store"], job["artifacts"]
+    art = TrialArtifacts(store.path(rel), commit=lambda: store.push(rel))
+    # A remote storage: rank 0 starts from the stored record, the others read only these two.
+    if session.is_main:
+        store.pull(rel, skip=())
+    else:
+        store.fetch(f"{rel}/done.json", refresh=True)
+        store.fetch(f"{rel}/{RESUME}", refresh=True)
     if art.path("done.json").is_file():
         # Finished before an interruption hid it from Tune: report its result, train nothing.
         from explorer.train.finetune import report_finished
@@ -66,9 +73,10 @@ def run_worker(job: dict, session: Session) -> dict:
                                        "config_hash": config_hash(recipe),
                                        "started": art.read_json("config.json", {}).get(
                                            "started", t0)})
-    encoder = ensure_encoder(recipe, data, Path(job["storage"]), session)
+    encoder = ensure_encoder(recipe, data, store, session)
     if session.is_main:
         art.write_json("encoder.json", encoder.to_dict())
+        art.commit()
     def finish(summary: dict) -> None:
         if job.get("score_test"):
             from explorer.evaluate import score_test
@@ -76,6 +84,7 @@ def run_worker(job: dict, session: Session) -> dict:
             score_test(recipe, data, art)
         art.write_json("done.json", {"finished": time.time(), **summary})
         drop_resume_state(art)
+        art.commit()
 
     return finetune_loop(recipe, data, session, encoder, art, on_finish=finish)
 
@@ -86,6 +95,7 @@ def train_worker(config: dict) -> None:
 
 
 def _run(job: dict, recipe_dict: dict, run_dir: Path) -> None:
+    """``run_dir``: this node's view of the experiment folder (Train's scratch goes there)."""
     recipe = build_recipe(recipe_dict)
     if recipe.resources.mode == "inline":
         run_worker(job, TuneSession(job["trial_id"]))
@@ -119,34 +129,33 @@ def search_trainable(config: dict, context: dict) -> None:
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
-    run_dir = Path(context["run_dir"])
+    store = context["store"]
     recipe_dict = trial_recipe_dict(context["base_recipe"], config)
     job = {"kind": "recipe", "trial_id": trial_id, "params": dict(config),
-           "recipe": recipe_dict, "artifacts": str(run_dir / "trials" / trial_id),
-           "storage": context["storage"], "score_test": False}
-    _run(job, recipe_dict, run_dir)
+           "recipe": recipe_dict, "artifacts": f"{context['run']}/trials/{trial_id}",
+           "store": store, "score_test": False}
+    _run(job, recipe_dict, store.path(context["run"]))
 
 
 def baseline_trainable(config: dict, context: dict) -> None:
     """One baseline run (a CNN and a seed), cached in ``<storage>/_baselines/<key>``.
 
-    A file lock in the cache folder makes two searches sharing a storage train it once.
+    A lock on the cache folder makes two searches sharing a storage train it once.
     """
     from ray import tune
 
-    from explorer.storage import FileLock
-
     trial_id = tune.get_context().get_trial_id()
     b = context["baselines"][config["baseline"]]
-    art = TrialArtifacts(b["artifacts"])
-    lock = FileLock(art.path("lock"), owner=trial_id)
-    while not art.path("done.json").is_file():
+    store = context["store"]
+    done = f"{b['rel']}/done.json"
+    lock = store.lock(f"{b['rel']}/lock", owner=trial_id)
+    while not store.fetch(done, refresh=True):
         if lock.try_acquire():
             with lock.held():
-                if not art.path("done.json").is_file():
+                if not store.fetch(done, refresh=True):
                     job = {"kind": "baseline", "trial_id": trial_id, "params": {},
-                           "recipe": b["recipe"], "artifacts": b["artifacts"],
-                           "storage": context["storage"], "score_test": True}
-                    _run(job, b["recipe"], Path(context["run_dir"]))
+                           "recipe": b["recipe"], "artifacts": b["rel"], "store": store,
+                           "score_test": True}
+                    _run(job, b["recipe"], store.path(context["run"]))
             return
         time.sleep(2)

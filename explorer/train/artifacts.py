@@ -17,6 +17,7 @@ record of its last finished epoch.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,16 @@ from explorer.storage import atomic_torch_save, atomic_write_bytes, atomic_write
 
 
 class TrialArtifacts:
-    def __init__(self, root: str | Path):
+    """``commit()`` makes what was written so far durable beyond this machine (a remote
+    storage's push; nothing to do on a file system)."""
+
+    def __init__(self, root: str | Path, commit: Callable[[], None] | None = None):
         self.root = Path(root)
+        self._commit = commit
+
+    def commit(self) -> None:
+        if self._commit is not None:
+            self._commit()
 
     def path(self, name: str) -> Path:
         return self.root / name

@@ -135,6 +135,7 @@ def _resume(artifacts: TrialArtifacts, session: Session, model, optimizer, data,
         if state["best_model"] is not None:
             artifacts.save_model(state["best_model"])
             artifacts.write_predictions("val", data.val, state["best_probs"], data.findings)
+        artifacts.commit()
     return state
 
 
@@ -249,6 +250,7 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
                 artifacts.write_json("summary.json",
                                      {**summarize(st, f.epochs), "updated": time.time()})
                 _save_state(artifacts.path(RESUME), model, optimizer, st)
+                artifacts.commit()
             report = _epoch_metrics(st, data.findings)
             if epoch + 1 == f.epochs and on_finish is not None:
                 # Before the last report: a scheduler may stop the trial right after it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 
 from explorer.config import Recipe
 from explorer.recipes import config_hash
-from explorer.storage import ENCODERS, FileLock, atomic_torch_save, atomic_write_bytes
+from explorer.storage import ENCODERS, Store, as_store, atomic_torch_save, atomic_write_bytes
 from explorer.train.common import (
     autocast,
     build_optimizer,
@@ -58,11 +59,13 @@ def pretrain_key(recipe: Recipe, data_fingerprint: str) -> str:
     return config_hash(pretrain_inputs(recipe, data_fingerprint), n=16)
 
 
-def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path) -> dict:
+def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
+                  on_epoch: Callable[[], None] | None = None) -> dict:
     """Train an MAE on ``data.train`` images; resume from ``workdir/partial.pt``.
 
     Returns the final MAE state dict (released-checkpoint key layout). Rank 0 writes
-    ``partial.pt`` every epoch and ``losses.json`` (mean loss per epoch).
+    ``partial.pt`` every epoch and ``losses.json`` (mean loss per epoch), then calls
+    ``on_epoch``.
     """
     from explorer.data import XrayDataset, build_transform
     from explorer.models import create_mae
@@ -109,6 +112,8 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path) -> dict
                                "optimizer": optimizer.state_dict(),
                                "epoch": epoch + 1, "losses": losses}, partial)
             atomic_write_bytes(workdir / "losses.json", json.dumps(losses).encode())
+            if on_epoch is not None:
+                on_epoch()
         session.barrier()
     return unwrap(model).state_dict()
 
@@ -146,7 +151,8 @@ def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
     return out.getvalue()
 
 
-def ensure_encoder(recipe: Recipe, data, storage: Path, session: Session) -> EncoderInfo:
+def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
+                   ) -> EncoderInfo:
     """The trial's encoder: imported, found in the shared cache, or pre-trained here (once)."""
     p = recipe.pretrain
     if p.from_checkpoint:
@@ -155,15 +161,18 @@ def ensure_encoder(recipe: Recipe, data, storage: Path, session: Session) -> Enc
     if not recipe.uses_mae_pretraining:
         return EncoderInfo(key=None, path=None, role="none")
 
+    store = as_store(storage)
     key = pretrain_key(recipe, data.fingerprint)
-    enc_dir = storage / ENCODERS / key
+    rel = f"{ENCODERS}/{key}"
+    enc_dir = store.path(rel)
     final = enc_dir / "encoder.pt"
     if session.is_main:
         (enc_dir / "users").mkdir(parents=True, exist_ok=True)
         (enc_dir / "users" / session.trial_id).touch()
-    lock = FileLock(enc_dir / "lock", owner=session.trial_id)
+        store.push(f"{rel}/users/{session.trial_id}")
+    lock = store.lock(f"{rel}/lock", owner=session.trial_id)
     while True:
-        if final.is_file():
+        if store.fetch(f"{rel}/encoder.pt"):  # every rank, on its own node
             return EncoderInfo(key=key, path=str(final), role="reused")
         got = session.broadcast(lock.try_acquire() if session.is_main else None)
         if got:
@@ -171,10 +180,12 @@ def ensure_encoder(recipe: Recipe, data, storage: Path, session: Session) -> Enc
         time.sleep(POLL_S)
 
     try:
-        if final.is_file():  # finished between our check and the lock
+        if store.fetch(f"{rel}/encoder.pt"):  # finished between our check and the lock
             return EncoderInfo(key=key, path=str(final), role="reused")
+        store.fetch(f"{rel}/partial.pt", refresh=True)  # an earlier holder's last epoch
         t0 = time.perf_counter()
-        state = pretrain_loop(recipe, data, session, enc_dir)
+        state = pretrain_loop(recipe, data, session, enc_dir,
+                              on_epoch=lambda: store.push(rel, exact=False))
         if session.is_main:
             atomic_write_bytes(enc_dir / "reconstructions.parquet",
                                _reconstructions(recipe, state, data))
@@ -184,7 +195,8 @@ def ensure_encoder(recipe: Recipe, data, storage: Path, session: Session) -> Enc
             atomic_write_bytes(enc_dir / "meta.json", json.dumps(meta, indent=2).encode())
             atomic_torch_save({"model": state, "epoch": p.epochs,
                                "config": json.dumps(meta["inputs"])}, final)
-            (enc_dir / "partial.pt").unlink(missing_ok=True)
+            store.push(rel, exact=False, last=("encoder.pt",))  # last: marks it complete
+            store.delete(f"{rel}/partial.pt")
         session.barrier()
     finally:
         if session.is_main:

@@ -1,0 +1,296 @@
+"""Experiment storage in an object store: ``--storage s3://bucket/prefix``.
+
+The code that trains and reports works on files. With a remote storage each process works in
+a local *mirror* of it (``$CXR_EXPLORER_MIRROR``, default ``~/.cache/cxr-explorer/mirror``) and
+moves files at fixed points, each owned by exactly one writer:
+
+- a trial's worker pulls its record (``<name>/trials/<id>``) when it starts, pushes it after
+  every saved epoch and when it finishes; other ranks fetch only what they read;
+- a pre-training pushes its encoder folder when done and ``partial.pt`` after each epoch;
+- the driver pulls the experiment when it starts and the records when a stage needs them, and
+  a background thread pushes the driver's own files (Tune's state, ``optuna.journal`` last, so
+  the journal is never older than the Tune state beside it) every few seconds and at exit.
+
+An object store has no atomic rename and no exclusive create, so: a single upload is the
+unit of atomicity (an object appears whole when its upload completes, or not at all), and the
+cross-node locks that keep two trials from pre-training one encoder are lock objects with a
+heartbeat, written then read back (``ObjectLock``). Files are read by pyarrow's file systems; the
+URI takes pyarrow's options, e.g. ``s3://b/p?endpoint_override=host:9000&scheme=http``.
+Credentials come from each node's environment or instance role, never from the URI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from explorer.errors import StorageError
+
+MIRROR_ENV = "CXR_EXPLORER_MIRROR"
+SYNC_S = float(os.environ.get("CXR_EXPLORER_SYNC_S", "5"))
+_COPY_CHUNK = 8 << 20
+_push_lock = threading.Lock()
+_pushed: dict[tuple[str, str], tuple[int, int]] = {}  # (uri, rel) -> (size, mtime_ns) uploaded
+
+
+def _is_scratch(name: str) -> bool:
+    """Files that never travel: temporaries of atomic writes, lock files, broken locks."""
+    return name.endswith((".tmp", ".lock")) or name == "lock" or ".stale." in name
+
+
+@lru_cache(maxsize=8)
+def open_fs(uri: str):
+    """(pyarrow file system, base path) for a storage URI; a bad URI is a StorageError."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    try:
+        fs, base = pafs.FileSystem.from_uri(uri)
+    except (ValueError, pa.ArrowException, OSError) as exc:
+        raise StorageError(f"--storage {_shown(uri)}: {_one_line(exc)}") from None
+    return fs, base.rstrip("/")
+
+
+def _shown(uri: str) -> str:
+    return uri.split("?", 1)[0]
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def mirror_root(uri: str) -> Path:
+    base = Path(os.environ.get(MIRROR_ENV) or Path.home() / ".cache" / "cxr-explorer" / "mirror")
+    parts = urlsplit(uri)
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{parts.scheme}-{parts.netloc}{parts.path}")
+    digest = hashlib.sha1(uri.encode()).hexdigest()[:8]
+    return base.expanduser() / f"{readable.strip('-')[:80]}-{digest}"
+
+
+class Remote:
+    """Moves files between a storage URI and this process' mirror of it (see module doc)."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.fs, self.base = open_fs(uri)
+        self.local = mirror_root(uri)
+
+    def _key(self, rel: str) -> str:
+        return f"{self.base}/{rel}".rstrip("/") if rel else self.base
+
+    def check_writable(self) -> None:
+        probe = self._key(f".cxr-write-test-{os.getpid()}-{time.time_ns()}")
+        try:
+            with self.fs.open_output_stream(probe) as f:
+                f.write(b"ok")
+            self.fs.delete_file(probe)
+        except OSError as exc:
+            raise StorageError(f"--storage {_shown(self.uri)}: not writable "
+                               f"({_one_line(exc)})") from None
+
+    # -- listing --------------------------------------------------------------------------
+    def _remote_files(self, rel: str) -> dict[str, int]:
+        """{path relative to the storage root: size} of the file ``rel`` or the files under it."""
+        import pyarrow.fs as pafs
+
+        key = self._key(rel)
+        info = self.fs.get_file_info(key)
+        if info.type == pafs.FileType.File:
+            return {rel: info.size}
+        sel = pafs.FileSelector(key, recursive=True, allow_not_found=True)
+        cut = len(self.base) + 1
+        return {i.path[cut:]: i.size for i in self.fs.get_file_info(sel)
+                if i.type == pafs.FileType.File and not _is_scratch(i.base_name)}
+
+    def _local_files(self, rel: str, skip_dirs: tuple[str, ...] = ()) -> list[str]:
+        root = self.local / rel
+        if root.is_file():
+            return [rel]
+        out = []
+        for p in root.rglob("*") if root.is_dir() else []:
+            r = p.relative_to(self.local).as_posix()
+            if p.is_file() and not _is_scratch(p.name) and not _under(r, rel, skip_dirs):
+                out.append(r)
+        return out
+
+    def exists(self, rel: str) -> bool:
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(self._key(rel)).type != pafs.FileType.NotFound
+
+    # -- moving ---------------------------------------------------------------------------
+    def _download(self, rel: str) -> None:
+        dest = self.local / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with self.fs.open_input_stream(self._key(rel)) as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, _COPY_CHUNK)
+        os.replace(tmp, dest)
+
+    def _upload(self, rel: str) -> None:
+        src = self.local / rel
+        st = src.stat()
+        with open(src, "rb") as f, self.fs.open_output_stream(self._key(rel)) as out:
+            shutil.copyfileobj(f, out, _COPY_CHUNK)
+        _pushed[(self.uri, rel)] = (st.st_size, st.st_mtime_ns)
+
+    def pull(self, rel: str, skip: tuple[str, ...] = (), exact: bool = True) -> None:
+        """Make the mirror of ``rel`` equal to the storage. Files ending in ``skip`` (weights)
+        are fetched on demand only; with ``exact``, local files the storage lacks are removed."""
+        remote = self._remote_files(rel)
+        for r, size in remote.items():
+            local = self.local / r
+            if r.endswith(skip) and local.is_file() and local.stat().st_size == size:
+                continue
+            if not r.endswith(skip) or local.is_file():
+                self._download(r)
+        if exact:
+            for r in self._local_files(rel):
+                if r not in remote:
+                    (self.local / r).unlink(missing_ok=True)
+
+    def fetch(self, rel: str, refresh: bool = False) -> bool:
+        """The file ``rel`` in the mirror, downloaded if missing (or always, with ``refresh``);
+        whether it exists now."""
+        local = self.local / rel
+        if refresh or not local.is_file():
+            if self.exists(rel):
+                self._download(rel)
+            elif refresh:
+                local.unlink(missing_ok=True)
+        return local.is_file()
+
+    def push(self, rel: str, exact: bool = True, skip_dirs: tuple[str, ...] = (),
+             last: tuple[str, ...] = ()) -> None:
+        """Upload what changed in the mirror of ``rel`` since this process last pushed it (files
+        named in ``last`` after the rest); with ``exact``, delete stored files the mirror lacks
+        (never under ``skip_dirs``, which other processes own)."""
+        with _push_lock:
+            files = self._local_files(rel, skip_dirs)
+            files.sort(key=lambda r: r.rsplit("/", 1)[-1] in last)
+            for r in files:
+                with contextlib.suppress(FileNotFoundError):  # replaced or removed meanwhile
+                    st = (self.local / r).stat()
+                    if _pushed.get((self.uri, r)) != (st.st_size, st.st_mtime_ns):
+                        self._upload(r)
+            if exact:
+                keep = set(files)
+                for r in self._remote_files(rel):
+                    if r not in keep and not _under(r, rel, skip_dirs) \
+                            and not (self.local / r).is_file():
+                        self.delete(r)
+
+    def delete(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self._key(rel))
+        _pushed.pop((self.uri, rel), None)
+
+    @contextlib.contextmanager
+    def syncing(self, rel: str, skip_dirs: tuple[str, ...], last: tuple[str, ...]
+                ) -> Iterator[None]:
+        """Push ``rel`` every ``SYNC_S`` seconds in the background, and once more at the end."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(SYNC_S):
+                with contextlib.suppress(OSError):  # a blip: the next round retries
+                    self.push(rel, skip_dirs=skip_dirs, last=last)
+
+        self.push(rel, skip_dirs=skip_dirs, last=last)  # what exists already, e.g. the record
+        thread = threading.Thread(target=loop, name="storage-sync", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.push(rel, skip_dirs=skip_dirs, last=last)
+
+
+def _under(r: str, rel: str, dirs: tuple[str, ...]) -> bool:
+    prefix = f"{rel}/" if rel else ""
+    return any(r.startswith(f"{prefix}{d}/") for d in dirs)
+
+
+class ObjectLock:
+    """``FileLock``'s interface on an object store, which has no exclusive create: a lock object
+    names its owner and the time of its last heartbeat. To acquire, a caller that finds no
+    fresh lock writes its own, waits ``settle`` seconds and reads it back: of callers racing
+    within that window the last writer wins and the others see it. Callers further apart than
+    the window are not in a race (the second finds a fresh lock). A holder that stops its
+    heartbeat for ``ttl`` seconds (by its own clock; keep nodes' clocks in sync) loses the lock.
+    What it guards (pre-training a shared encoder) is safe even if two callers ever both win:
+    both upload the same content, and each object appears whole."""
+
+    def __init__(self, remote: Remote, rel: str, owner: str, ttl: float, heartbeat: float,
+                 settle: float = 1.0):
+        self.remote, self.rel, self.owner = remote, rel, owner
+        self.ttl, self.heartbeat, self.settle = ttl, heartbeat, settle
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> tuple[str, float] | None:
+        import json
+
+        try:
+            with self.remote.fs.open_input_stream(self.remote._key(self.rel)) as f:
+                d = json.loads(f.read())
+            return str(d["owner"]), float(d["since"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write(self) -> None:
+        import json
+
+        with self.remote.fs.open_output_stream(self.remote._key(self.rel)) as f:
+            f.write(json.dumps({"owner": self.owner, "since": time.time()}).encode())
+
+    def _mine(self) -> bool:
+        held = self._read()
+        return held is not None and held[0] == self.owner
+
+    def try_acquire(self) -> bool:
+        held = self._read()
+        if held is not None and held[0] != self.owner and time.time() - held[1] < self.ttl:
+            return False
+        self._write()
+        time.sleep(self.settle)
+        if not self._mine():
+            return False
+
+        def beat() -> None:
+            while not self._stop.wait(self.heartbeat):
+                with contextlib.suppress(OSError):
+                    if self._mine():
+                        self._write()
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=beat, name="lock-heartbeat", daemon=True)
+        self._thread.start()
+        return True
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with contextlib.suppress(OSError):
+            if self._mine():
+                self.remote.delete(self.rel)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self.release()

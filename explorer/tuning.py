@@ -38,6 +38,26 @@ class ResumableOptunaSearch(OptunaSearch):
         with contextlib.suppress(UpdateFinishedTrialError):
             super().on_trial_result(trial_id, result)
 
+    #: This process' experiment journal, set before a restore (``run_search``). Tune pickles
+    #: the searcher with the journal's absolute path, and the experiment may have moved since
+    #: (another machine's mirror of an S3 storage, a mount at a new path).
+    journal: str | None = None
+
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        """Restore, then make the study read and write ``journal`` (see above)."""
+        super().restore_from_dir(checkpoint_dir)
+        if type(self).journal is None:
+            return
+        from optuna.storages.journal import JournalFileBackend
+
+        # One storage object is shared by the study and its trials (restored from one
+        # pickle); its replay cache is empty after unpickling, so nothing was read yet.
+        storages = {id(s): s for s in (self._storage, getattr(self._ot_study, "_storage", None),
+                                       *(t.storage for t in self._ot_trials.values()))
+                    if s is not None}
+        for storage in storages.values():
+            storage._backend = JournalFileBackend(type(self).journal)
+
 
 def _matches(value: Any, wanted: Any) -> bool:
     return value in wanted if isinstance(wanted, list) else value == wanted

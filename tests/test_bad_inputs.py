@@ -611,9 +611,17 @@ def test_extend_that_is_not_a_number(tmp_path, capsys):
     refused(tmp_path, capsys, "--extend", "many", names=("--extend", "'many'"))
 
 
-def test_storage_url(tmp_path, capsys):
-    refused(tmp_path, capsys, "--storage", "s3://bucket/runs",
-            names=("s3://bucket/runs", "only file-system paths"))
+def test_storage_in_a_bucket_that_does_not_exist(tmp_path, capsys, s3):
+    uri = s3.uri("runs", bucket="no-such-bucket")
+    line = refused(tmp_path, capsys, "--storage", uri,
+                   names=("--storage s3://no-such-bucket/runs: not writable",
+                          "bucket does not exist"))
+    assert "endpoint_override" not in line, "the URI's options are not echoed"
+
+
+def test_storage_url_of_an_unknown_kind(tmp_path, capsys):
+    refused(tmp_path, capsys, "--storage", "ftp://host/runs",
+            names=("--storage ftp://host/runs", "Unrecognized filesystem type"))
 
 
 def test_partial_download_whose_validation_split_is_unusable(tmp_path, capsys):

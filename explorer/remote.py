@@ -136,6 +136,8 @@ class Remote:
         with self.fs.open_input_stream(self._key(rel)) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, _COPY_CHUNK)
         os.replace(tmp, dest)
+        st = dest.stat()  # the stored copy: not uploaded again unless it changes here
+        _pushed[(self.uri, rel)] = (st.st_size, st.st_mtime_ns)
 
     def _upload(self, rel: str) -> None:
         src = self.local / rel

@@ -104,6 +104,10 @@ def test_unchanged_files_are_not_uploaded_again_and_the_journal_goes_last(store,
     write(store, "exp/a.json", "changed")
     store.remote.push("exp", last=("optuna.journal",))
     assert uploads[3:] == ["exp/a.json"]
+    store.delete("exp/z.json")
+    store.pull("exp")  # what was just downloaded is the stored copy: no upload back
+    store.remote.push("exp")
+    assert uploads[3:] == ["exp/a.json"]
 
 
 def test_delete_removes_both_copies(store, s3):

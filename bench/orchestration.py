@@ -82,17 +82,17 @@ def training_seconds(storage: Path) -> float:
 
 def run_local(storage: Path, n: int) -> float:
     from explorer.pipeline import absolute_paths
+    from explorer.storage import Store
     from explorer.train.session import LocalSession
     from explorer.trial import run_worker, trial_recipe_dict
 
     base = absolute_paths(_loaded("inline").base.model_dump(mode="json"))
-    run_dir = storage / NAME
     t0 = time.perf_counter()
     for i, v in enumerate(VALUES[:n]):
         tid = f"local_{i:05d}"
         job = {"kind": "recipe", "trial_id": tid, "params": {PARAM: v},
                "recipe": trial_recipe_dict(base, {PARAM: v}),
-               "artifacts": str(run_dir / "trials" / tid), "storage": str(storage),
+               "artifacts": f"{NAME}/trials/{tid}", "store": Store(storage),
                "score_test": False}
         run_worker(job, LocalSession(trial_id=tid))
     return time.perf_counter() - t0
@@ -125,12 +125,12 @@ def run_tune(storage: Path, n: int, trainer: str, reuse: bool = False) -> float:
     from ray import tune
 
     from explorer.pipeline import absolute_paths
+    from explorer.storage import Store
     from explorer.trial import search_trainable
     from explorer.tuning import trial_dirname, trial_resources
 
     base = _loaded(trainer).base
-    run_dir = storage / NAME
-    ctx = {"run_dir": str(run_dir), "storage": str(storage),
+    ctx = {"run": NAME, "store": Store(storage),
            "base_recipe": absolute_paths(base.model_dump(mode="json"))}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, context=ctx),
                                     trial_resources(base))

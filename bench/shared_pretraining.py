@@ -52,6 +52,7 @@ def _json(path: Path, default=None):
 
 def run_trial(root: Path, base: dict, i: int, shared: bool) -> float:
     """Trial i in this process: storage ``root`` if ``shared``, else a fresh folder of its own."""
+    from explorer.storage import Store
     from explorer.train.session import LocalSession
     from explorer.trial import run_worker, trial_recipe_dict
 
@@ -60,7 +61,7 @@ def run_trial(root: Path, base: dict, i: int, shared: bool) -> float:
     tid = f"t{i}"
     job = {"kind": "recipe", "trial_id": tid, "params": {PARAM: v},
            "recipe": trial_recipe_dict(base, {PARAM: v}),
-           "artifacts": str(root / "trials" / tid), "storage": str(storage), "score_test": False}
+           "artifacts": f"trials/{tid}", "store": Store(storage), "score_test": False}
     t0 = time.perf_counter()
     run_worker(job, LocalSession(trial_id=tid))
     return time.perf_counter() - t0
@@ -70,7 +71,7 @@ def epoch_times(root: Path) -> tuple[int, float, float]:
     """(encoders trained, pre-training s, fine-tuning s) from the artifacts under ``root``."""
     encoders = list(root.glob("**/_encoders/*/losses.json"))
     pre = sum(e["time_s"] for f in encoders for e in _json(f, []))
-    fine = sum(h["epoch_time_s"] for f in root.glob("trials/*/history.json")
+    fine = sum(h["epoch_time_s"] for f in root.glob("**/trials/*/history.json")
                for h in _json(f, []))
     return len(encoders), pre, fine
 

@@ -125,3 +125,29 @@ def test_cutmix_multilabel_targets(smoke):
     pasted = float(xm[0].mean())  # share of image 0 covered by image 1's patch
     assert ym[0, 0] == pytest.approx(1 - pasted, abs=1e-5)
     assert ym[0, 1] == pytest.approx(pasted, abs=1e-5)
+
+
+def test_predictions_are_float32_where_training_runs_under_bf16_autocast(monkeypatch):
+    """On a GPU, ``autocast`` returns bf16 autocast. Here (no GPU) it is patched to return the
+    CPU's bf16 autocast, the one thing mocked. Predictions must still come from float32
+    logits: in bf16, logits this close collapse onto a few values, and AUCs computed from the
+    ties drift towards 0.5 (seen on an H200: 1.9 distinct values per class for 320 images)."""
+    import explorer.train.common as common
+    import explorer.train.finetune as finetune
+
+    def bf16(device, resources):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    monkeypatch.setattr(common, "autocast", bf16)
+    monkeypatch.setattr(finetune, "autocast", bf16)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+    with torch.no_grad():
+        model[1].weight.mul_(0.01)
+        model[1].bias.fill_(-2.0)  # logits near -2, spread ~0.02: bf16 steps there are 0.0156
+    data = [(torch.randn(3, 4, 4), torch.zeros(3)) for _ in range(64)]
+    with bf16(None, None):
+        assert len(torch.unique(model(torch.stack([x for x, _ in data]))[:, 0])) < 8
+    probs = finetune.predict(model, data, torch.device("cpu"), batch_size=16)
+    assert probs.dtype == np.float32
+    assert all(len(np.unique(probs[:, j])) == 64 for j in range(3))

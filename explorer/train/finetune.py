@@ -74,15 +74,16 @@ def make_mixup(recipe: Recipe, num_classes: int):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset, device: torch.device, batch_size: int,
-            resources) -> np.ndarray:
-    """Sigmoid probabilities [N, C] in dataset order."""
+def predict(model: torch.nn.Module, dataset, device: torch.device, batch_size: int
+            ) -> np.ndarray:
+    """Sigmoid probabilities [N, C] in dataset order, computed in float32 even where training
+    uses bf16 autocast: bf16 logits keep 8 significant bits, so close scores tie and every AUC
+    computed from them is pulled towards 0.5 (measured on an H200: BENCHMARKS.md, section 7)."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out = []
     for imgs, _ in loader:
-        with autocast(device, resources):
-            logits = model(imgs.to(device, non_blocking=True))
+        logits = model(imgs.to(device, non_blocking=True))
         out.append(torch.sigmoid(logits.float()).cpu().numpy())
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
@@ -227,7 +228,7 @@ def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
         st["epoch"] = epoch + 1
         report: dict[str, Any] = {}
         if session.is_main:
-            probs = predict(unwrap(model), val_ds, device, f.batch_size, recipe.resources)
+            probs = predict(unwrap(model), val_ds, device, f.batch_size)
             table = per_class_auc(data.val.labels, probs, data.findings)
             defined = table["auc"].dropna()
             mean = float(defined.mean()) if len(defined) else float("nan")

@@ -2,9 +2,10 @@
 
     python -m bench.remote_storage [--scale smoke] [--repeats 2] [--samples 3]
 
-Runs ``python -m explorer.search search_spaces/mask_ratio.yaml`` (baselines off, a fresh
-experiment each time, the data cache warm from a first unmeasured run) with the two storages in
-interleaved rounds (local, s3, local, s3, ...) and reports the median walls and their ratio.
+Runs ``python -m explorer.search search_spaces/mask_ratio.yaml`` (baselines off; every run in a
+storage of its own, so no run reuses another's encoders; the data cache warm from a first
+unmeasured run) with the two storages in interleaved rounds (local, s3, local, s3, ...) and
+reports the median walls and their ratio.
 The S3 server is moto's (``moto[server]``, a test dependency) on 127.0.0.1: the ratio is the
 cost of the mirror's pushes and pulls and of the lock objects' 1 s settle, not of a network.
 On real S3 each push also pays the link: a trial pushes its resume state after every epoch.
@@ -51,12 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     walls: dict[str, list[float]] = {"local": [], "s3": []}
     with LocalS3() as s3:
-        uri = s3.uri("bench")
-        run(str(root / "runs"), root, args.scale, args.samples, "warm-up")  # data cache
+        run(str(root / "warm-up"), root, args.scale, args.samples, "warm-up")  # data cache
         for i in range(args.repeats):
-            walls["local"].append(run(str(root / "runs"), root, args.scale, args.samples,
+            walls["local"].append(run(str(root / f"runs-{i}"), root, args.scale, args.samples,
                                       f"local-{i}"))
-            walls["s3"].append(run(uri, root, args.scale, args.samples, f"s3-{i}"))
+            walls["s3"].append(run(s3.uri(f"bench-{i}"), root, args.scale, args.samples,
+                                   f"s3-{i}"))
     print(machine_line())
     med = {k: statistics.median(v) for k, v in walls.items()}
     print(f"mask_ratio.yaml at scale={args.scale}, {args.samples} trials, no baselines, "

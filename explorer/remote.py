@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from explorer.errors import StorageError
+from explorer.storage import HeartbeatLock
 
 MIRROR_ENV = "CXR_EXPLORER_MIRROR"
 SYNC_S = float(os.environ.get("CXR_EXPLORER_SYNC_S", "5"))
@@ -224,7 +225,7 @@ def _under(r: str, rel: str, dirs: tuple[str, ...]) -> bool:
     return any(r.startswith(f"{prefix}{d}/") for d in dirs)
 
 
-class ObjectLock:
+class ObjectLock(HeartbeatLock):
     """``FileLock``'s interface on an object store, which has no exclusive create: a lock object
     names its owner and the time of its last heartbeat. To acquire, a caller that finds no
     fresh lock writes its own, waits ``settle`` seconds and reads it back: of callers racing
@@ -238,8 +239,6 @@ class ObjectLock:
                  settle: float = 1.0):
         self.remote, self.rel, self.owner = remote, rel, owner
         self.ttl, self.heartbeat, self.settle = ttl, heartbeat, settle
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _read(self) -> tuple[str, float] | None:
         import json
@@ -269,30 +268,15 @@ class ObjectLock:
         time.sleep(self.settle)
         if not self._mine():
             return False
-
-        def beat() -> None:
-            while not self._stop.wait(self.heartbeat):
-                with contextlib.suppress(OSError):
-                    if self._mine():
-                        self._write()
-
-        self._stop.clear()
-        self._thread = threading.Thread(target=beat, name="lock-heartbeat", daemon=True)
-        self._thread.start()
+        self._start_heartbeat()
         return True
 
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _refresh(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._mine():
+                self._write()
+
+    def _drop(self) -> None:
         with contextlib.suppress(OSError):
             if self._mine():
                 self.remote.delete(self.rel)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        try:
-            yield
-        finally:
-            self.release()

@@ -165,7 +165,44 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         return default
 
 
-class FileLock:
+class HeartbeatLock:
+    """What every lock here shares: once acquired, ``_refresh`` runs every ``heartbeat`` seconds
+    in a daemon thread until ``release``, which then calls ``_drop``; ``held()`` releases."""
+
+    heartbeat = LOCK_HEARTBEAT_S
+
+    def _refresh(self) -> None:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        raise NotImplementedError
+
+    def _start_heartbeat(self) -> None:
+        self._stop = threading.Event()
+
+        def beat() -> None:
+            while not self._stop.wait(self.heartbeat):
+                self._refresh()
+
+        self._thread = threading.Thread(target=beat, name="lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        if getattr(self, "_thread", None) is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._drop()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class FileLock(HeartbeatLock):
     """An inter-process, inter-node lock: a file created with O_EXCL and kept fresh by a heartbeat.
 
     Works on local disks and on NFS (O_EXCL is atomic there since NFSv3). A holder that dies
@@ -175,8 +212,6 @@ class FileLock:
     def __init__(self, path: str | Path, owner: str = ""):
         self.path = Path(path)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,26 +250,9 @@ class FileLock:
         grave.unlink(missing_ok=True)
         return True
 
-    def _start_heartbeat(self) -> None:
-        def beat() -> None:
-            while not self._stop.wait(LOCK_HEARTBEAT_S):
-                with contextlib.suppress(FileNotFoundError):
-                    os.utime(self.path)
+    def _refresh(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path)
 
-        self._stop.clear()
-        self._thread = threading.Thread(target=beat, name="lock-heartbeat", daemon=True)
-        self._thread.start()
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _drop(self) -> None:
         self.path.unlink(missing_ok=True)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        try:
-            yield
-        finally:
-            self.release()

@@ -12,17 +12,22 @@ SHARED = (REPO.parent / "shared").resolve()
 NIH_MINI = SHARED / "data" / "chestxray14-mini"
 
 
+def _session_folder(tmp_path_factory, variable: str, name: str):
+    """Point ``variable`` at a new folder for the test session, and restore it afterwards."""
+    folder = tmp_path_factory.mktemp(name)
+    old = os.environ.get(variable)
+    os.environ[variable] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = old
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Each test session builds its own data cache, so tests never depend on a warm $HOME."""
-    cache = tmp_path_factory.mktemp("cxr-cache")
-    old = os.environ.get("CXR_EXPLORER_CACHE")
-    os.environ["CXR_EXPLORER_CACHE"] = str(cache)
-    yield cache
-    if old is None:
-        os.environ.pop("CXR_EXPLORER_CACHE", None)
-    else:
-        os.environ["CXR_EXPLORER_CACHE"] = old
+    yield from _session_folder(tmp_path_factory, "CXR_EXPLORER_CACHE", "cxr-cache")
 
 
 @pytest.fixture
@@ -35,14 +40,7 @@ def nih_mini() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _private_mirror(tmp_path_factory):
     """Mirrors of remote storages go to the test session's folder, not ~/.cache."""
-    mirror = tmp_path_factory.mktemp("cxr-mirror")
-    old = os.environ.get("CXR_EXPLORER_MIRROR")
-    os.environ["CXR_EXPLORER_MIRROR"] = str(mirror)
-    yield mirror
-    if old is None:
-        os.environ.pop("CXR_EXPLORER_MIRROR", None)
-    else:
-        os.environ["CXR_EXPLORER_MIRROR"] = old
+    yield from _session_folder(tmp_path_factory, "CXR_EXPLORER_MIRROR", "cxr-mirror")
 
 
 @pytest.fixture(scope="session")

@@ -187,3 +187,23 @@ def test_lock_objects_never_travel_with_pushes_and_pulls(store, s3):
     assert not store.path("_baselines/k/lock").exists()
     lk.release()
     assert not store.remote.exists("_baselines/k/lock")
+
+
+def test_file_locks_exclude_each_other_and_a_dead_holders_lock_is_broken(tmp_path, monkeypatch):
+    """The file-system counterpart (same interface, ``HeartbeatLock``): O_EXCL, a heartbeat
+    that keeps the file fresh, and a stale lock broken after ``LOCK_STALE_S``."""
+    from explorer import storage
+
+    monkeypatch.setattr(storage, "LOCK_STALE_S", 1.0)
+    monkeypatch.setattr(storage.FileLock, "heartbeat", 0.2)
+    store = Store(tmp_path)
+    a, b = store.lock("_encoders/k/lock", "trial-a"), store.lock("_encoders/k/lock", "trial-b")
+    assert a.try_acquire()
+    assert not b.try_acquire()
+    time.sleep(1.5)  # a's heartbeat keeps it fresh
+    assert not b.try_acquire()
+    a._stop.set()  # a dies without releasing
+    time.sleep(1.3)
+    assert b.try_acquire()
+    b.release()
+    assert not (tmp_path / "_encoders" / "k" / "lock").exists()

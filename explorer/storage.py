@@ -16,6 +16,7 @@ through a local mirror (``explorer.remote``); ``Store`` hides which.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -53,13 +54,11 @@ class Store:
     def __getstate__(self) -> dict:
         return {"root": self.root, "is_remote": self.is_remote}
 
-    @property
-    def remote(self):
-        if "_remote" not in self.__dict__:
-            from explorer.remote import Remote
+    @functools.cached_property
+    def remote(self):  # not pickled (``__getstate__``): each process opens its own
+        from explorer.remote import Remote
 
-            self.__dict__["_remote"] = Remote(self.root)
-        return self.__dict__["_remote"]
+        return Remote(self.root)
 
     @property
     def local_root(self) -> Path:

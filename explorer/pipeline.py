@@ -38,12 +38,9 @@ def absolute_paths(recipe_dict: dict) -> dict:
 
 def _sees_file(store, rel: str, token: str) -> bool:
     try:
-        seen = store.fetch(rel, refresh=True) and store.path(rel).read_text() == token
+        return store.read_bytes(rel) == token.encode()
     except OSError:
         return False
-    if store.is_remote:  # this node's mirror copy
-        store.path(rel).unlink(missing_ok=True)
-    return seen
 
 
 def check_shared_storage(store, nodes: list[dict]) -> None:

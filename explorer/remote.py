@@ -129,6 +129,10 @@ class Remote:
 
         return self.fs.get_file_info(self._key(rel)).type != pafs.FileType.NotFound
 
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self._key(rel)) as f:
+            return f.read()
+
     # -- moving ---------------------------------------------------------------------------
     def _download(self, rel: str) -> None:
         dest = self.local / rel
@@ -164,14 +168,14 @@ class Remote:
 
     def fetch(self, rel: str, refresh: bool = False) -> bool:
         """The file ``rel`` in the mirror, downloaded if missing (or always, with ``refresh``);
-        whether it exists now."""
+        whether it is there. With ``refresh``, whether it is stored: a local copy the storage
+        lacks is left alone (another process on this machine may be about to push it)."""
         local = self.local / rel
         if refresh or not local.is_file():
-            if self.exists(rel):
-                self._download(rel)
-            elif refresh:
-                local.unlink(missing_ok=True)
-        return local.is_file()
+            if not self.exists(rel):
+                return False
+            self._download(rel)
+        return True
 
     def push(self, rel: str, exact: bool = True, skip_dirs: tuple[str, ...] = (),
              last: tuple[str, ...] = ()) -> None:
@@ -244,8 +248,7 @@ class ObjectLock(HeartbeatLock):
         import json
 
         try:
-            with self.remote.fs.open_input_stream(self.remote._key(self.rel)) as f:
-                d = json.loads(f.read())
+            d = json.loads(self.remote.read_bytes(self.rel))
             return str(d["owner"]), float(d["since"])
         except (OSError, ValueError, KeyError, TypeError):
             return None

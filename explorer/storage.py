@@ -80,6 +80,10 @@ class Store:
             return self.remote.fetch(rel, refresh=refresh)
         return self.path(rel).is_file()
 
+    def read_bytes(self, rel: str) -> bytes:
+        """The stored file itself (on a remote storage: read there, the mirror untouched)."""
+        return self.remote.read_bytes(rel) if self.is_remote else self.path(rel).read_bytes()
+
     def delete(self, rel: str) -> None:
         self.path(rel).unlink(missing_ok=True)
         if self.is_remote:

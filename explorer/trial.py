@@ -53,12 +53,14 @@ def run_worker(job: dict, session: Session) -> dict:
     check_validation(data)
     store, rel = job["store"], job["artifacts"]
     art = TrialArtifacts(store.path(rel), commit=lambda: store.push(rel))
-    # A remote storage: rank 0 starts from the stored record, the others read only these two.
+    # A remote storage: rank 0 starts from the stored record, the others read only these two
+    # (every rank must see the same state: a copy the storage lacks is dropped).
     if session.is_main:
         store.pull(rel, skip=())
     else:
-        store.fetch(f"{rel}/done.json", refresh=True)
-        store.fetch(f"{rel}/{RESUME}", refresh=True)
+        for name in ("done.json", RESUME):
+            if not store.fetch(f"{rel}/{name}", refresh=True):
+                store.path(f"{rel}/{name}").unlink(missing_ok=True)
     if art.path("done.json").is_file():
         # Finished before an interruption hid it from Tune: report its result, train nothing.
         from explorer.train.finetune import report_finished

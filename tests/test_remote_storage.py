@@ -207,3 +207,18 @@ def test_file_locks_exclude_each_other_and_a_dead_holders_lock_is_broken(tmp_pat
     assert b.try_acquire()
     b.release()
     assert not (tmp_path / "_encoders" / "k" / "lock").exists()
+
+
+def test_fetch_refreshes_from_the_storage_and_never_deletes_a_local_copy(store):
+    write(store, "_baselines/k/done.json", "v1")
+    store.push("_baselines/k")
+    write(store, "_baselines/k/done.json", "v2 (local)")
+    assert store.fetch("_baselines/k/done.json")  # there already: kept
+    assert store.path("_baselines/k/done.json").read_text() == "v2 (local)"
+    assert store.fetch("_baselines/k/done.json", refresh=True)
+    assert store.path("_baselines/k/done.json").read_text() == "v1"
+    # Written here by another process on this machine, not pushed yet: not stored, not touched.
+    write(store, "_baselines/k2/done.json", "about to be pushed")
+    assert not store.fetch("_baselines/k2/done.json", refresh=True)
+    assert store.path("_baselines/k2/done.json").read_text() == "about to be pushed"
+    assert store.read_bytes("_baselines/k/done.json") == b"v1"

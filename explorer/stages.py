@@ -23,19 +23,17 @@ if TYPE_CHECKING:
 FINISHED = ("TERMINATED", "ERROR")
 
 
-def prune_resume_states(run_dir, states, store=None) -> None:
+def prune_resume_states(store, run: str, states) -> None:
     """Drop the resume state of trials ASHA stopped (finished trials drop theirs themselves) and
     of trials lost to an interruption (started after Tune's last experiment snapshot, so a
     resume ran them again under a new id): none of them is ever resumed. Errored trials keep
-    theirs for ``--retry-failed``."""
-    from explorer.train.finetune import RESUME, drop_resume_state
+    theirs for ``--retry-failed``. ``run``: the experiment folder in ``store``."""
+    from explorer.train.finetune import RESUME
 
     status = {trial_id: st["status"] for trial_id, st in states}
-    for d in (run_dir / "trials").glob("*"):
+    for d in store.path(f"{run}/trials").glob("*"):
         if status.get(d.name) in ("TERMINATED", None):  # None: lost, not in Tune's state
-            drop_resume_state(TrialArtifacts(d))
-            if store is not None:  # a remote storage: this mirror only lists the pulled files
-                store.delete(f"{run_dir.name}/trials/{d.name}/{RESUME}")
+            store.delete(f"{run}/trials/{d.name}/{RESUME}")
 
 
 def _unfinished(states) -> bool:
@@ -99,7 +97,7 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
             return None
     exp.store.pull(f"{exp.name}/trials")  # a remote storage: the records the trials pushed
     settle_study(exp.dir, exp.name, states)
-    prune_resume_states(exp.dir, states, exp.store if exp.store.is_remote else None)
+    prune_resume_states(exp.store, exp.name, states)
     return states
 
 

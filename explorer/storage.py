@@ -80,6 +80,12 @@ class Store:
             return self.remote.fetch(rel, refresh=refresh)
         return self.path(rel).is_file()
 
+    def match_stored(self, rel: str) -> None:
+        """Make this process' copy of the file ``rel`` the stored one, or none if none is stored
+        (for ranks that must all start from the same state; a no-op on a file system)."""
+        if self.is_remote and not self.remote.fetch(rel, refresh=True):
+            self.path(rel).unlink(missing_ok=True)
+
     def read_bytes(self, rel: str) -> bytes:
         """The stored file itself (on a remote storage: read there, the mirror untouched)."""
         return self.remote.read_bytes(rel) if self.is_remote else self.path(rel).read_bytes()

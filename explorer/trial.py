@@ -59,8 +59,7 @@ def run_worker(job: dict, session: Session) -> dict:
         store.pull(rel, skip=())
     else:
         for name in ("done.json", RESUME):
-            if not store.fetch(f"{rel}/{name}", refresh=True):
-                store.path(f"{rel}/{name}").unlink(missing_ok=True)
+            store.match_stored(f"{rel}/{name}")
     if art.path("done.json").is_file():
         # Finished before an interruption hid it from Tune: report its result, train nothing.
         from explorer.train.finetune import report_finished

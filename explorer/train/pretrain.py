@@ -182,9 +182,7 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
     try:
         if store.fetch(f"{rel}/encoder.pt"):  # finished between our check and the lock
             return EncoderInfo(key=key, path=str(final), role="reused")
-        # An earlier holder's last stored epoch, the same on every rank.
-        if not store.fetch(f"{rel}/partial.pt", refresh=True):
-            (enc_dir / "partial.pt").unlink(missing_ok=True)
+        store.match_stored(f"{rel}/partial.pt")  # an earlier holder's last stored epoch
         t0 = time.perf_counter()
         state = pretrain_loop(recipe, data, session, enc_dir,
                               on_epoch=lambda: store.push(rel, exact=False))

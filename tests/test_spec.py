@@ -64,6 +64,18 @@ MALFORMED = [
      "mask_ratio must be in [0, 1)"),
     ("negative mask ratio in an overlay", mutate("pretrain", {"mask_ratio": -0.1}),
      "mask_ratio must be in [0, 1)"),
+    # MAE keeps int(L x (1 - r)) patches (golden counts: tests/models/test_models_reference.py);
+    # at cpu scale L = (64 / 8)^2 = 64, so r = 0.99 leaves int(0.64) = 0
+    ("a searched mask ratio that leaves no patch visible",
+     mutate("search.params", {"pretrain.mask_ratio": {"type": "float", "low": 0.5,
+                                                      "high": 0.99}}),
+     "leaves no patch visible on a 8x8 grid"),
+    ("an overlay image size that leaves no patch visible at the top mask ratio",
+     mutate("data", {"image_size": 16}), "leaves no patch visible on a 2x2 grid"),
+    ("two searched values that leave no patch visible together",
+     mutate("search.params", {"pretrain.mask_ratio": {"type": "float", "low": 0.5, "high": 0.8},
+                              "data.image_size": {"type": "categorical", "choices": [16, 64]}}),
+     "worst case of pretrain.mask_ratio 0.8, data.image_size 16"),
     ("crop scale above 1", mutate("search.params", {"pretrain.crop_scale.0":
                                                     {"type": "float", "low": 0.5,
                                                      "high": 1.5}}), "crop scale"),

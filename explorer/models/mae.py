@@ -23,6 +23,13 @@ from explorer.models.vit import DECODER_PREFIXES, check_grid, vit_size
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)  # the released checkpoints' norm
 
 
+def visible_patches(num_patches: int, mask_ratio: float) -> int:
+    """Patches the encoder sees: ``int(L * (1 - r))``, truncated exactly as MAE's reference
+    ``random_masking`` (facebookresearch/mae and lambert-x/medical_mae) computes it, float
+    rounding included: 19 of 196 at the study's 0.90 (rounding would give 20)."""
+    return int(num_patches * (1 - mask_ratio))
+
+
 class MaskedAutoencoderViT(nn.Module):
     """ViT encoder on the visible patches, a light ViT decoder that predicts the masked pixels.
 
@@ -123,14 +130,17 @@ class MaskedAutoencoderViT(nn.Module):
 
         Args:
             x: [B, L, D] patch tokens (position already added).
-            mask_ratio: fraction to hide; ``K = max(1, round(L * (1 - mask_ratio)))`` stay.
+            mask_ratio: fraction to hide; ``K = visible_patches(L, mask_ratio)`` stay (at least 1:
+                the spec refuses ratios that leave none).
             noise: [B, L] uniform noise (the K smallest stay); drawn from the global RNG if None.
 
         Returns:
             visible tokens [B, K, D], mask [B, L] (1 = hidden), ids_restore [B, L].
         """
         b, n, d = x.shape
-        keep = max(1, round(n * (1 - mask_ratio)))
+        keep = visible_patches(n, mask_ratio)
+        if keep < 1:   # the spec refuses such recipes up front; this guards direct calls
+            raise ValueError(f"mask_ratio {mask_ratio} leaves no visible patch of {n}")
         if noise is None:
             noise = torch.rand(b, n, device=x.device)
         ids_shuffle = noise.argsort(dim=1)

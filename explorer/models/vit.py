@@ -4,7 +4,8 @@ The classifier is exactly what MAE fine-tunes: timm's ``VisionTransformer`` with
 pooling over patch tokens followed by ``fc_norm``, drop path, and a fresh head initialised with a
 tiny std (2e-5 in the study) so that the pre-trained features are not disturbed at step 0. Because
 the attribute names are timm's, ``timm.optim.create_optimizer_v2(model, "adamw",
-layer_decay=0.55)`` assigns layer-wise lr scales out of the box.
+layer_decay=0.55)`` assigns layer-wise lr scales; ``ViTClassifier.group_matcher`` makes them
+equal MAE's ``param_groups_lrd`` for both poolings.
 """
 
 from __future__ import annotations
@@ -50,6 +51,22 @@ def check_grid(img_size: int, patch_size: int) -> int:
     return img_size // patch_size
 
 
+class ViTClassifier(VisionTransformer):
+    """timm's ViT, with the layer grouping of MAE's layer-wise lr decay (``util/lr_decay.py``).
+
+    MAE gives layer 0 to ``cls_token``, ``pos_embed`` and ``patch_embed``, layer i+1 to block i,
+    and the top layer (lr scale 1) to everything else: ``norm``, ``fc_norm`` and the head.
+    timm's own matcher puts the final ``norm`` with the last block (scale ``layer_decay``),
+    which changes the token-pooling recipe (``global_pool: token``); leaving ``norm`` unmatched
+    sends it to timm's top group, with the head, as in MAE.
+    """
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre",
+                    blocks=r"^blocks\.(\d+)")
+
+
 def create_vit_classifier(
     arch: str,
     *,
@@ -73,14 +90,15 @@ def create_vit_classifier(
         encoder_state: encoder weights (a dict, e.g. ``MaskedAutoencoderViT.encoder_state_dict()``
             or an MAE/timm state dict, or a path for ``load_weights_file``). Decoder keys, old
             heads and, with avg pooling, the final ``norm`` are dropped; ``pos_embed`` is
-            resampled (bicubic, timm) when its grid differs from this model's.
+            resampled (plain bicubic, as MAE's ``interpolate_pos_embed``) when its grid differs
+            from this model's.
 
     Raises:
         CheckpointError: the weights do not fit (one line naming the first bad tensor).
     """
     dim, depth, heads = vit_size(arch)
     check_grid(img_size, patch_size)
-    model = VisionTransformer(
+    model = ViTClassifier(
         img_size=img_size, patch_size=patch_size, num_classes=num_classes,
         global_pool=global_pool, embed_dim=dim, depth=depth, num_heads=heads, mlp_ratio=4.0,
         qkv_bias=True, drop_path_rate=drop_path,
@@ -135,5 +153,8 @@ def _resample_pos_embed(pos: Tensor, model: VisionTransformer, source: str) -> T
             f"class position(s) plus a square patch grid; it cannot be resampled to "
             f"{shape_str(want)}")
     grid = list(model.patch_embed.grid_size)
+    # MAE's interpolate_pos_embed: F.interpolate(bicubic, align_corners=False) without
+    # antialiasing (timm's default antialias=True changes the values whenever the grid changes)
     return resample_abs_pos_embed(pos, new_size=grid, old_size=[side, side],
-                                  num_prefix_tokens=prefix)
+                                  num_prefix_tokens=prefix, antialias=False,
+                                  align_corners=False)

@@ -15,6 +15,7 @@ from timm.data.transforms import str_to_interp_mode
 from timm.data.transforms_factory import transforms_imagenet_train
 from torchvision import transforms as T
 
+from explorer.data.augment import cap_unsafe_magnitudes
 from explorer.data.config import DataConfig
 
 
@@ -51,4 +52,5 @@ def build_transform(data: DataConfig, *, train: bool, crop_scale=(0.08, 1.0), hf
         color_jitter=None,   # the study fine-tunes without colour jitter
         auto_augment=rand_augment, interpolation=interpolation, mean=mean, std=std,
         re_prob=random_erasing, re_mode="pixel", re_count=1)
+    cap_unsafe_magnitudes(timm_tf.transforms)
     return T.Compose([*timm_tf.transforms, ToThreeChannels()])

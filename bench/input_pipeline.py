@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     data = load_data(recipe.data)
     print(machine_line())
     print(f"data: {recipe.data.source}, {len(data.train)} train images at "
-          f"{recipe.data.cache_size} px, loader_workers={recipe.data.loader_workers}")
+          f"{recipe.data.train_cache_size} px, loader_workers={recipe.data.loader_workers}")
     rows = [bench_stage(s, recipe, data, args.rounds) for s in ("finetune", "pretrain")]
     print_table(["stage", "augmentation", "batch", "pipeline img/s", "train step img/s",
                  "step", "headroom (pipeline / step)", f"target >= {TARGET:g}x"], rows)

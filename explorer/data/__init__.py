@@ -1,7 +1,7 @@
 """Data: sources, the pre-resized cache, transforms.
 
-``load_data(cfg)`` returns a ``DataBundle`` (train/val/test ``Split``s of uint8 images at
-``cfg.cache_size`` px, float32 labels, image and patient ids, and ``notes`` for the report)
+``load_data(cfg)`` returns a ``DataBundle`` (train/val/test ``Split``s of grey uint8 images with
+their aspect kept, float32 labels, image and patient ids, and ``notes`` for the report)
 from one of the sources:
 
 - ``phantom``      built-in procedural thorax phantom (no files), ChestX-ray14 label statistics

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from explorer.data.packed import PackedImages
+
 SPLITS = ("train", "val", "test")
 
 
@@ -13,12 +15,14 @@ SPLITS = ("train", "val", "test")
 class Split:
     """One split, ready for ``XrayDataset``.
 
-    images: uint8 [N, S, S] grey (S = ``DataConfig.cache_size``), usually a read-only memmap
+    images: N grey uint8 [H, W] images (``images[i]``), aspect kept, usually a memory-mapped
+        ``PackedImages``: train with the shorter side at most ``DataConfig.train_cache_size``,
+        val and test at ``DataConfig.eval_size``
     labels: float32 [N, C] in {0, 1}; image_ids, patient_ids: str [N]
     """
 
     name: str
-    images: np.ndarray
+    images: PackedImages
     labels: np.ndarray
     image_ids: np.ndarray
     patient_ids: np.ndarray

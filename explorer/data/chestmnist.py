@@ -2,7 +2,7 @@
 
 ``root`` is the ``.npz`` or a folder with ``chestmnist.npz`` (28 px), ``chestmnist_64.npz``,
 ``chestmnist_128.npz`` or ``chestmnist_224.npz``. With several, ``chestmnist_size`` picks one,
-else the smallest at least ``cache_size`` wide (no upsampling), else the largest. ChestMNIST
+else the smallest at least ``train_cache_size`` wide (no upsampling), else the largest. ChestMNIST
 carries no patient ids: each image is its own patient. MedMNIST's splits are patient-disjoint
 upstream, but a per-image bootstrap here cannot group a patient's images.
 """
@@ -46,7 +46,7 @@ def find_npz(cfg: DataConfig) -> Path:
             raise DataError(f"no chestmnist file of size {cfg.chestmnist_size} in {root} (found "
                             f"{[p.name for p in found]}): fix data.chestmnist_size")
         return chosen[0]
-    wide = [p for p in found if _size_of(p) >= cfg.cache_size]
+    wide = [p for p in found if _size_of(p) >= cfg.train_cache_size]
     return wide[0] if wide else found[-1]
 
 
@@ -88,7 +88,7 @@ def plan_chestmnist(cfg: DataConfig) -> tuple[tuple[str, ...], dict[str, SplitPl
                 raise DataError(f"{path}: the {split} split is empty: use a complete "
                                 f"chestmnist file")
 
-            def fill(out, split=split, keep=keep):
+            def fill(out, split=split, keep=keep):   # out: [N, s, s], s from the cache
                 with _open(path) as zz:
                     images = _read(zz, f"{split}_images", path)
                 if images.ndim == 4 and images.shape[-1] in (1, 3):   # N x H x W x C variants
@@ -100,7 +100,7 @@ def plan_chestmnist(cfg: DataConfig) -> tuple[tuple[str, ...], dict[str, SplitPl
                     out[j] = resize_grey(images[i], out.shape[1])
 
             plans[split] = SplitPlan(split, labels[keep].astype(np.float32), ids[keep], ids[keep],
-                                     key={"file": sig}, fill=fill)
+                                     key={"file": sig}, fill=fill, native=_size_of(path))
     notes = {
         "file": path.name,
         "file_size_px": _size_of(path),

@@ -39,8 +39,14 @@ class DataConfig(_Strict):
     image_size: int = Field(default=224, ge=8, description="model input size in pixels")
     eval_crop_pct: float = Field(
         default=0.875, gt=0, le=1,
-        description="eval: resize to image_size / crop_pct, centre-crop image_size "
-        "(study: 256 -> 224)",
+        description="eval: resize the shorter side to image_size / crop_pct, centre-crop "
+        "image_size (study: 256 -> 224)",
+    )
+    cache_size: int | None = Field(
+        default=None, ge=8,
+        description="training images are cached with their shorter side at most this many "
+        "pixels (smaller originals as they are), so random crops keep the originals' detail; "
+        "null: the eval resize size. Val and test are always cached at the eval resize",
     )
     split_seed: int = 0
     val_fraction: float = Field(default=0.13, gt=0, lt=1,
@@ -96,9 +102,24 @@ class DataConfig(_Strict):
     )
 
     @property
-    def cache_size(self) -> int:
-        """Resolution stored in the pre-resized cache (so the eval centre crop can be taken)."""
-        return math.ceil(self.image_size / self.eval_crop_pct)
+    def eval_size(self) -> int:
+        """The evaluation resize (shorter side) before the centre crop: ``int(image_size /
+        crop_pct)`` as the study's and timm's eval transforms compute it (256 for 224)."""
+        return math.floor(self.image_size / self.eval_crop_pct)
+
+    @property
+    def train_cache_size(self) -> int:
+        """The shorter side (at most) of the cached training images."""
+        return self.cache_size or self.eval_size
+
+    @model_validator(mode="after")
+    def _cache_holds_the_eval_size(self):
+        if self.cache_size is not None and self.cache_size < self.eval_size:
+            raise ValueError(
+                f"cache_size ({self.cache_size}) is below the eval resize {self.eval_size} "
+                f"(image_size / eval_crop_pct): training crops would see fewer pixels than "
+                f"evaluation; raise data.cache_size or set it to null")
+        return self
 
     @field_validator("uncertainty")
     @classmethod

@@ -32,7 +32,8 @@ PLANNERS = {
 
 
 def load_data(cfg: DataConfig, cache_dir: str | Path | None = None) -> DataBundle:
-    """Load train/val/test of ``cfg.source`` at ``cfg.cache_size`` px, through the cache.
+    """Load train/val/test of ``cfg.source`` through the cache: train with its shorter side at
+    most ``cfg.train_cache_size`` px, val and test at the eval resize ``cfg.eval_size``.
 
     ``cache_dir`` defaults to ``$CXR_EXPLORER_CACHE``, else ``~/.cache/cxr-explorer``. The first
     call decodes (or draws) every image once; later calls memory-map the cached arrays.
@@ -46,8 +47,10 @@ def load_data(cfg: DataConfig, cache_dir: str | Path | None = None) -> DataBundl
     splits: dict[str, Split] = {}
     facts: dict[str, dict] = {}
     for name in SPLITS:
+        training = name == "train"
         splits[name], facts[name] = load_or_build(
-            plans[name], source=cfg.source, size=cfg.cache_size, cache_dir=cache,
+            plans[name], source=cfg.source, cache_dir=cache, training=training,
+            size=cfg.train_cache_size if training else cfg.eval_size,
             root=str(source_notes.get("data_dir", root or ".")))
     skipped = [dict(f, split=s) for s in SPLITS for f in facts[s]["skipped_files"]]
     planned = sum(facts[s]["planned"] for s in SPLITS)
@@ -74,7 +77,8 @@ def load_data(cfg: DataConfig, cache_dir: str | Path | None = None) -> DataBundl
         "source": cfg.source,
         "root": root,
         "findings": list(findings),
-        "cache_size": cfg.cache_size,
+        "cache_size": cfg.train_cache_size,
+        "eval_size": cfg.eval_size,
         "split_seed": cfg.split_seed,
         "fingerprint": fingerprint,
         "sizes": {s: {"images": len(splits[s]),

@@ -11,6 +11,7 @@ import numpy as np
 from data_files import grey_pattern, save_png
 
 from explorer.data import DataConfig, load_data
+from explorer.data.packed import PackedImages
 
 
 def _cfg(root, **kw) -> DataConfig:
@@ -23,7 +24,9 @@ def test_second_load_is_a_cache_hit_with_the_same_content(nih_folder, tmp_path):
     second = load_data(_cfg(nih_folder), cache_dir=tmp_path)
     assert not first.notes["cache"]["hit"] and second.notes["cache"]["hit"]
     assert second.fingerprint == first.fingerprint
-    assert isinstance(second.train.images, np.memmap) and not second.train.images.flags.writeable
+    pixels = second.train.images.pixels   # memory-mapped, read-only
+    assert isinstance(second.train.images, PackedImages) and isinstance(pixels, np.memmap)
+    assert not pixels.flags.writeable
     np.testing.assert_array_equal(second.train.images, first.train.images)
     np.testing.assert_array_equal(second.val.labels, first.val.labels)
     assert second.val.image_ids.tolist() == first.val.image_ids.tolist()

@@ -23,10 +23,10 @@ def test_real_mini_folder_counts_and_splits(nih_mini, tmp_path):
     assert len(b.train) + len(b.val) == 690
     patients = set(b.train.patient_ids) | set(b.val.patient_ids)
     assert len(patients) == 249
-    assert len(b.test) == 0 and b.test.images.shape == (0, 64, 64)
+    assert len(b.test) == 0 and len(b.test.images) == 0
     assert "test_list.txt" in b.notes["test_empty_reason"]
     assert b.notes["rows_without_file"] == 112120 - 690
-    assert b.train.images.shape[1:] == (64, 64) and b.train.images.dtype == np.uint8
+    assert (b.train.images.shapes == 64).all() and b.train.images[0].dtype == np.uint8
     assert b.findings == FINDINGS
     assert_patient_disjoint(b)
     # README of the mini folder: positives among the 690 images

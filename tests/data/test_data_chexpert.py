@@ -53,7 +53,8 @@ def test_frontal_views_uncertainty_policy_and_splits(chexpert, tmp_path, level):
     assert_patient_disjoint(b)
     assert set(b.test.patient_ids) == {f"patient{p:05d}" for p in range(64541, 64545)}
     assert "valid.csv" in b.notes["split_rule"]
-    assert b.train.images.shape[1:] == (32, 32)
+    # portrait 40 x 48 files keep their aspect: shorter side 32, longer int(32 * 48 / 40) = 38
+    assert (b.train.images.shapes == (38, 32)).all()
     # patient00001 study1 carries VALUES[1]: Card -1, Edema 1, Cons -1, Atel blank, Eff 1
     split = b.train if "patient00001" in set(b.train.patient_ids) else b.val
     i = split.image_ids.tolist().index("train/patient00001/study1/view1_frontal.jpg")
@@ -117,3 +118,23 @@ def test_jpeg_is_resized_whole(chexpert, tmp_path):
     # the blob/gradient picture spans the whole frame: left dark, right bright
     assert img[:, :4].mean() + 40 < img[:, -4:].mean()
     assert np.isfinite(b.test.labels).all()
+
+
+def test_portrait_jpegs_are_evaluated_as_the_study_does(chexpert, tmp_path):
+    """Test images (valid.csv, 40 x 48 portrait JPEGs) through our cache and eval transform equal
+    the study's eval transform on the original file: Resize(int(28 / 0.875) = 32) of the
+    shorter side, CenterCrop(28), as lambert-x/medical_mae's build_transform(is_train=False)."""
+    import torch
+    from torchvision import transforms as T
+
+    from explorer.data import XrayDataset, build_transform
+
+    cfg = DataConfig(source="chexpert", root=str(chexpert), image_size=28, eval_crop_pct=0.875)
+    b = load_data(cfg, cache_dir=tmp_path / "cache")
+    assert (b.test.images.shapes == (38, 32)).all()   # 32 x int(32 * 48 / 40), not squashed
+    study = T.Compose([T.Resize(32, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(28),
+                       T.ToTensor(), T.Normalize([cfg.mean] * 3, [cfg.std] * 3)])
+    ds = XrayDataset(b.test, build_transform(cfg, train=False))
+    for i, iid in enumerate(b.test.image_ids):
+        original = Image.open(chexpert / iid).convert("RGB")
+        torch.testing.assert_close(ds[i][0], study(original), rtol=0, atol=1e-6)

@@ -28,7 +28,8 @@ def test_load_data_phantom_sizes_splits_and_cache(tmp_path):
     cfg = DataConfig(image_size=24, eval_crop_pct=1.0, images={"train": 120, "val": 40, "test": 30})
     b = load_data(cfg, cache_dir=tmp_path / "a")
     assert (len(b.train), len(b.val), len(b.test)) == (120, 40, 30)
-    assert b.train.images.shape == (120, 24, 24) and b.train.labels.dtype == np.float32
+    assert np.asarray(b.train.images).shape == (120, 24, 24)
+    assert b.train.labels.dtype == np.float32
     assert b.findings == FINDINGS and b.notes["source"] == "phantom"
     assert_patient_disjoint(b)
     assert len(set(b.train.patient_ids)) < 120   # follow-ups: several images per patient

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from explorer.data import DataConfig, XrayDataset, build_transform, load_data
+from explorer.data.packed import PackedImages
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +21,14 @@ def bundle(tmp_path_factory):
 
 def test_eval_transform_resizes_crops_normalises_and_replicates(bundle):
     cfg, b = bundle
-    assert b.val.images.shape[1:] == (cfg.cache_size, cfg.cache_size) == (37, 37)
+    # int(32 / 0.875) = 36, as the study's (and timm's) eval transform computes the resize
+    assert cfg.eval_size == 36 and (b.val.images.shapes == 36).all()
     tf = build_transform(cfg, train=False)
     img = Image.fromarray(np.asarray(b.val.images[0]), "L")
     x = tf(img)
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
-    off = (37 - 32) // 2   # the centre crop of the cached image, normalised
+    off = (36 - 32) // 2   # the centre crop of the cached image, normalised
     want = (np.asarray(b.val.images[0])[off:off + 32, off:off + 32] / 255.0 - cfg.mean) / cfg.std
     np.testing.assert_allclose(x[0].numpy(), want, atol=1e-5)
     assert torch.equal(tf(img), x)   # deterministic
@@ -65,5 +67,6 @@ def test_dataset_pickles_by_cache_path(bundle):
     blob = pickle.dumps(ds)
     assert len(blob) < b.val.images.nbytes   # pixels stay in the cache file
     back = pickle.loads(blob)
-    assert isinstance(back.split.images, np.memmap)
+    assert isinstance(back.split.images, PackedImages)
+    assert isinstance(back.split.images.pixels, np.memmap)
     assert torch.equal(back[2][0], ds[2][0]) and torch.equal(back[2][1], ds[2][1])

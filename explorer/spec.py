@@ -279,33 +279,26 @@ def _check_params(loaded: LoadedSpec, base_dict: dict, where: str) -> None:
 
 
 def _check_visible_patches(loaded: LoadedSpec, where: str) -> None:
-    """MAE must see at least one patch in every trial: check the space's worst corner (highest
-    mask ratio, fewest patches), since each bound alone can pass while their combination
-    fails."""
-    from explorer.models.mae import visible_patches
+    """MAE must see a patch in every trial: checked at the space's worst corner (highest mask
+    ratio, fewest patches), since two values can fail together where each passes alone."""
+    from explorer.models.mae import check_visible_patches
 
     if not loaded.base.uses_mae_pretraining:
         return
-    params = loaded.spec.search.params
-    worst: dict[str, Any] = {}
+    params, worst = loaded.spec.search.params, {}
     for name, pick in (("pretrain.mask_ratio", max), ("data.image_size", min),
                        ("model.patch_size", max)):
         values = [v for v in params[name].bounds() if isinstance(v, (int, float))] \
             if name in params else []
         if values:
             worst[name] = pick(values)
-    recipe = loaded.recipe_for(worst) if worst else loaded.base
-    size, patch, ratio = recipe.data.image_size, recipe.model.patch_size, recipe.pretrain.mask_ratio
-    if size % patch:
-        return   # not a patch grid at all: the model's own check names that
-    grid = (size // patch) ** 2
-    if visible_patches(grid, ratio) < 1:
-        searched = ", ".join(f"{k} {v}" for k, v in worst.items()) or "the recipe"
-        raise SpecError(
-            f"{where}: pretrain.mask_ratio {ratio} leaves no patch visible on a "
-            f"{size // patch}x{size // patch} grid (data.image_size {size} / model.patch_size "
-            f"{patch}; MAE keeps int({grid} x (1 - mask_ratio)) = 0; worst case of "
-            f"{searched}): lower the mask ratio to at most 1 - 1/{grid} or use more patches")
+    r = loaded.recipe_for(worst) if worst else loaded.base
+    try:
+        check_visible_patches(r.data.image_size, r.model.patch_size, r.pretrain.mask_ratio)
+    except SpecError as e:
+        corner = ", ".join(f"{k} {v}" for k, v in worst.items())
+        raise SpecError(f"{where}: {e}" + (f" (the search space's worst case: {corner})"
+                                           if corner else "")) from None
 
 
 def _check_scheduler(loaded: LoadedSpec, where: str) -> None:

@@ -75,7 +75,7 @@ MALFORMED = [
     ("two searched values that leave no patch visible together",
      mutate("search.params", {"pretrain.mask_ratio": {"type": "float", "low": 0.5, "high": 0.8},
                               "data.image_size": {"type": "categorical", "choices": [16, 64]}}),
-     "worst case of pretrain.mask_ratio 0.8, data.image_size 16"),
+     "worst case: pretrain.mask_ratio 0.8, data.image_size 16)"),
     ("crop scale above 1", mutate("search.params", {"pretrain.crop_scale.0":
                                                     {"type": "float", "low": 0.5,
                                                      "high": 1.5}}), "crop scale"),

@@ -30,6 +30,19 @@ def visible_patches(num_patches: int, mask_ratio: float) -> int:
     return int(num_patches * (1 - mask_ratio))
 
 
+def check_visible_patches(image_size: int, patch_size: int, mask_ratio: float) -> None:
+    """A SpecError when ``mask_ratio`` leaves no patch of the grid visible."""
+    if patch_size < 1 or image_size % patch_size:
+        return   # not a patch grid at all: ``check_grid`` names that
+    side = image_size // patch_size
+    if visible_patches(side * side, mask_ratio) < 1:
+        raise SpecError(
+            f"pretrain.mask_ratio {mask_ratio} leaves no patch visible on a {side}x{side} grid "
+            f"(data.image_size {image_size} / model.patch_size {patch_size}; MAE keeps "
+            f"int({side * side} x (1 - mask_ratio)) = 0): lower the mask ratio to at most "
+            f"1 - 1/{side * side} or use more patches")
+
+
 class MaskedAutoencoderViT(nn.Module):
     """ViT encoder on the visible patches, a light ViT decoder that predicts the masked pixels.
 

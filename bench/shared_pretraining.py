@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
 
+    from explorer.context import absolute_paths
     from explorer.data import load_data
-    from explorer.pipeline import absolute_paths
     from explorer.spec import load_spec
 
     loaded = load_spec(SPEC, [f"scale={args.scale}"])

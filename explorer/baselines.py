@@ -7,27 +7,24 @@ budget (epochs, warm-up, batch) copied over, so the comparison is like for like.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from explorer.config import Recipe
 from explorer.recipes import build_recipe, deep_merge, resolve_recipe_dict
-
-if TYPE_CHECKING:
-    from explorer.spec import BaselineSpec, LoadedSpec
 
 #: Fine-tuning fields that define the training budget; baselines copy them from the search.
 BUDGET_FIELDS = ("epochs", "warmup_epochs", "batch_size", "effective_batch", "batch_policy")
 
 
-def baseline_recipe(loaded: LoadedSpec, b: BaselineSpec, seed: int, where: str) -> Recipe:
-    base = loaded.base
-    d = resolve_recipe_dict(b.recipe, loaded.spec.scale)
+def baseline_recipe(search_base: Recipe, scale: str, recipe: str, overrides: dict[str, Any],
+                    seed: int, where: str) -> Recipe:
+    """The baseline ``recipe`` at ``scale``, with the search's data, fine-tuning budget and
+    resources (``search_base``: the search's base recipe), this ``seed``, then ``overrides``."""
+    d = resolve_recipe_dict(recipe, scale)
     d = deep_merge(d, {
-        "data": base.data.model_dump(mode="json"),
-        "finetune": {k: getattr(base.finetune, k) for k in BUDGET_FIELDS},
-        "resources": base.resources.model_dump(mode="json"),
+        "data": search_base.data.model_dump(mode="json"),
+        "finetune": {k: getattr(search_base.finetune, k) for k in BUDGET_FIELDS},
+        "resources": search_base.resources.model_dump(mode="json"),
         "seed": seed,
     })
-    d = deep_merge(d, b.overrides)
-    d["name"] = f"{d['name']}"
-    return build_recipe(d, where=where)
+    return build_recipe(deep_merge(d, overrides), where=where)

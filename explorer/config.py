@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from explorer.data.config import DataConfig
-
-VIT_ARCHS = ("vit_nano", "vit_micro", "vit_tiny", "vit_small", "vit_base")
-CNN_ARCHS = ("densenet121", "resnet50")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from explorer.names import ARCHS, Family, family_of
+from explorer.schema import Strict
 
 
 def _check_crop_scale(v: tuple[float, float]) -> tuple[float, float]:
@@ -28,17 +23,17 @@ def _check_crop_scale(v: tuple[float, float]) -> tuple[float, float]:
     return v
 
 
-class ModelConfig(_Strict):
-    arch: Literal[VIT_ARCHS + CNN_ARCHS] = "vit_small"  # type: ignore[valid-type]
+class ModelConfig(Strict):
+    arch: Literal[tuple(ARCHS)] = "vit_small"  # type: ignore[valid-type]
     patch_size: int = Field(default=16, ge=1)
     global_pool: Literal["avg", "token"] = "avg"
 
     @property
-    def family(self) -> Literal["vit", "cnn"]:
-        return "vit" if self.arch in VIT_ARCHS else "cnn"
+    def family(self) -> Family:
+        return family_of(self.arch)
 
 
-class _Optim(_Strict):
+class _Optim(Strict):
     epochs: int = Field(ge=1)
     warmup_epochs: int = Field(ge=0)
     base_lr: float = Field(gt=0, description="lr = base_lr x effective batch / 256")
@@ -132,7 +127,7 @@ class FinetuneConfig(_Optim):
         return f"rand-m{self.randaug_magnitude}{n}-mstd{self.randaug_mstd:g}-inc1"
 
 
-class ResourcesConfig(_Strict):
+class ResourcesConfig(Strict):
     workers: int = Field(default=1, ge=1, description="data-parallel workers per trial")
     cpus_per_worker: float = Field(default=1, gt=0)
     gpus_per_worker: float = Field(default=0, ge=0)
@@ -152,7 +147,7 @@ class ResourcesConfig(_Strict):
         return "inline" if self.workers == 1 else "torch_trainer"
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     name: str
     description: str = ""
     seed: int = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import yaml
 
-from explorer.baselines import baseline_recipe
 from explorer.recipes import config_hash
 from explorer.spec import LoadedSpec, ParamSpace
 
@@ -55,7 +54,7 @@ def dry_run_text(loaded: LoadedSpec, name: str) -> str:
     base_runs = []
     for b in spec.baselines:
         seeds = spec.baseline_seeds(b)
-        r = baseline_recipe(loaded, b, seed=seeds[0] if seeds else 0, where="baselines")
+        r = loaded.baseline_recipe(b, seed=seeds[0] if seeds else 0, where="baselines")
         base_runs.append((b.recipe, seeds, r))
         lines.append(f"Baseline: {b.recipe} ({r.model.arch}) x {len(seeds)} seeds {seeds}")
     if not spec.baselines:

@@ -24,8 +24,8 @@ class Experiment:
         self.name = name
         self.dir = self.storage / name
         #: How messages name it: the folder, or the remote location (not this machine's mirror).
-        self.where = f"{self.store.root.split('?', 1)[0].rstrip('/')}/{name}" \
-            if self.store.is_remote else str(self.dir)
+        self.where = f"{self.store.shown.rstrip('/')}/{name}" if self.store.is_remote \
+            else str(self.dir)
 
     @property
     def record_path(self) -> Path:

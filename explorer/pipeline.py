@@ -1,98 +1,56 @@
-"""The stages of one experiment, in order, each safe to re-run after an interruption.
+"""The stages of one run, in order, each safe to re-run after an interruption.
 
 1. search      Ray Tune: Optuna TPE suggests recipes, ASHA stops weak ones (validation only)
 2. baselines   CNN runs with the same data and budget, cached in ``<storage>/_baselines``
 3. finalists   the top recipes scored once on the test split
 4. results     the Parquet results store (``explorer.results``)
 5. report      ``reports/<name>/index.html``
+
+``prepare`` runs before Ray starts: bad data or weights fail there, before anything is written.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 import time
-import warnings
 from pathlib import Path
 
-from explorer.errors import UserError
-from explorer.experiment import Experiment
-from explorer.recipes import config_hash
-from explorer.spec import LoadedSpec
-from explorer.storage import BASELINES
-from explorer.train.finetune import METRIC
-from explorer.tuning import MODE
-
-PATH_FIELDS = (("data", "root"), ("pretrain", "from_checkpoint"), ("finetune", "weights"))
+from explorer.context import RunContext, RunInputs, absolute_paths
+from explorer.names import CNN_ARCHS
 
 
-def absolute_paths(recipe_dict: dict) -> dict:
-    """User paths resolved against the current directory (trials run elsewhere)."""
-    for section, key in PATH_FIELDS:
-        value = recipe_dict.get(section, {}).get(key)
-        if value:
-            recipe_dict[section][key] = str(Path(value).expanduser().resolve())
-    return recipe_dict
+def prepare(inputs: RunInputs):
+    """The run's data (``explorer.data.DataBundle``), checked; and every weights file it names
+    loaded once into its model, so a file that cannot be read or does not fit fails now, in
+    one line, not later inside every trial."""
+    from explorer.data import load_data
+    from explorer.models import create_cnn, create_vit_classifier
+    from explorer.train.finetune import check_validation
 
-
-def _sees_file(store, rel: str, token: str) -> bool:
-    try:
-        return store.read_bytes(rel) == token.encode()
-    except OSError:
-        return False
-
-
-def check_shared_storage(store, nodes: list[dict]) -> None:
-    """On a multi-node cluster, every node must reach the storage: a file-system path must be a
-    shared mount at the same path on every node (trials on other nodes write there, and
-    --resume reads it back); a remote storage must be readable from every node."""
-    if len(nodes) < 2:
-        return
-    import uuid
-
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    token = uuid.uuid4().hex
-    rel = f".shared-check-{token}"
-    store.path().mkdir(parents=True, exist_ok=True)
-    store.path(rel).write_text(token)
-    store.push(rel)
-    try:
-        probe = ray.remote(num_cpus=0)(_sees_file)
-        refs = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]: probe.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(store, rel, token) for n in nodes}
-        blind = [name for name, ok in zip(refs, ray.get(list(refs.values()), timeout=120))
-                 if not ok]
-    finally:
-        store.delete(rel)
-    if blind:
-        shown = store.root.split("?", 1)[0]
-        raise UserError(f"--storage {shown}: not visible from node {blind[0]} "
-                        f"({len(blind)} of {len(nodes)} nodes): on a multi-node cluster use a "
-                        "shared file system mounted at the same path on every node, or s3://")
-
-
-def _last_line(err: object) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else repr(err))[:400]
-
-
-def trial_states(grid) -> list[tuple[str, dict]]:
-    """(trial id, {status, error}) for every trial of a Tune run, in creation order."""
-    out = []
-    for t in grid._experiment_analysis.trials:  # ResultGrid has no public per-trial status
-        err = t.get_error() if t.status == "ERROR" else None
-        out.append((t.trial_id, {"status": t.status, "error": _last_line(err) if err else None}))
-    return out
+    b = inputs.base
+    data = load_data(b.data)
+    check_validation(data)
+    n = len(data.findings)
+    if b.pretrain.from_checkpoint and b.model.family == "vit":
+        create_vit_classifier(b.model.arch, img_size=b.data.image_size,
+                              patch_size=b.model.patch_size, num_classes=n,
+                              global_pool=b.model.global_pool,
+                              encoder_state=b.pretrain.from_checkpoint)
+    recipes = [inputs.base_dict, *(absolute_paths(r.model_dump(mode="json"))
+                                   for _, _, r in inputs.loaded.baseline_recipes())]
+    seen = set()
+    for r in recipes:
+        arch, weights = r["model"]["arch"], r["finetune"].get("weights")
+        if weights and arch in CNN_ARCHS and (arch, weights) not in seen:
+            seen.add((arch, weights))
+            create_cnn(arch, num_classes=n, weights=weights)
+    return data
 
 
 class _Background:
     """Run ``fn`` in a daemon thread; ``result()`` joins and re-raises its exception."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, name: str):
         self._out: dict = {}
 
         def target() -> None:
@@ -101,7 +59,7 @@ class _Background:
             except BaseException as exc:  # re-raised in the caller's thread
                 self._out["error"] = exc
 
-        self._thread = threading.Thread(target=target, name="baselines", daemon=True)
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
         self._thread.start()
 
     def alive(self) -> bool:
@@ -114,124 +72,41 @@ class _Background:
         return self._out.get("value")
 
 
-def baseline_rel(key: str) -> str:
-    return f"{BASELINES}/{key}"
-
-
 class Pipeline:
-    def __init__(self, loaded: LoadedSpec, exp: Experiment, verbose: bool, reports: Path):
-        self.loaded, self.exp, self.verbose = loaded, exp, verbose
-        self.report_path = reports / exp.name / "index.html"
-        self.base_dict = absolute_paths(loaded.base.model_dump(mode="json"))
-        self.base = loaded.base.model_validate(self.base_dict)
+    """Runs the stages of ``ctx`` and writes the report under ``reports/<name>/``."""
 
-    # -- set-up ---------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        from explorer.data import load_data
-        from explorer.train.finetune import check_validation
+    def __init__(self, ctx: RunContext, reports: Path):
+        self.ctx = ctx
+        self.report_path = Path(reports) / ctx.exp.name / "index.html"
 
-        self.data = load_data(self.base.data)
-        check_validation(self.data)
-        self._check_weights()
-
-    def _check_weights(self) -> None:
-        """A weights file that cannot be read or does not fit fails now, in one line, not later
-        inside every trial."""
-        from explorer.models import create_cnn, create_vit_classifier
-        from explorer.stages import baseline_runs
-
-        n = len(self.data.findings)
-        b = self.base
-        if b.pretrain.from_checkpoint and b.model.family == "vit":
-            create_vit_classifier(b.model.arch, img_size=b.data.image_size,
-                                  patch_size=b.model.patch_size, num_classes=n,
-                                  global_pool=b.model.global_pool,
-                                  encoder_state=b.pretrain.from_checkpoint)
-        seen = set()
-        for run in [{"recipe": self.base_dict}, *baseline_runs(self)]:
-            r = run["recipe"]
-            weights = r["finetune"].get("weights")
-            if weights and r["model"]["arch"] in ("densenet121", "resnet50") and \
-                    (r["model"]["arch"], weights) not in seen:
-                seen.add((r["model"]["arch"], weights))
-                create_cnn(r["model"]["arch"], num_classes=n, weights=weights)
-
-    def connect(self, address: str | None) -> None:
-        import ray
-
-        os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-        # Tune's own Ctrl-C handling stops running trials and records them as TERMINATED, the
-        # same state as a finished trial, so a resume would never continue them. Without it,
-        # Ctrl-C is a KeyboardInterrupt: the experiment state saved every few seconds is
-        # resumed exactly like after a kill -9.
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        if not self.verbose:
-            warnings.filterwarnings("ignore")
-            os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-            os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine ignores verbose=0
-        from explorer.remote import MIRROR_ENV
-
-        env = {k: v for k, v in os.environ.items()  # the mirror is each machine's own choice
-               if (k.startswith("CXR_EXPLORER_") and k != MIRROR_ENV)
-               or k in ("RAY_CHDIR_TO_TRIAL_DIR",)}
-        # Without --address or RAY_ADDRESS: a private local Ray, never a cluster that someone
-        # happened to `ray start` on this machine (Ray's own default would join it).
-        address = address or os.environ.get("RAY_ADDRESS") or "local"
-        try:
-            ray.init(address=address, log_to_driver=self.verbose,
-                     logging_level=logging.INFO if self.verbose else logging.ERROR,
-                     runtime_env={"env_vars": env}, ignore_reinit_error=True)
-        except ConnectionError as exc:
-            raise UserError(
-                f"could not connect to the Ray cluster at {address} ({_last_line(exc)}): check "
-                "the address and that this machine has the cluster's auth token "
-                "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)") from None
-        if not self.verbose:
-            for name in ("ray", "ray.tune", "ray.train", "ray.data"):
-                logging.getLogger(name).setLevel(logging.ERROR)
-            import optuna
-
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.cluster = ray.cluster_resources()
-        self.nodes = [n for n in ray.nodes() if n.get("Alive")]
-        self._check_fit()
-        check_shared_storage(self.exp.store, self.nodes)
-
-    def _check_fit(self) -> None:
-        from explorer.tuning import fits
-
-        ok, why = fits(self.base, self.cluster, [n.get("Resources", {}) for n in self.nodes])
-        if not ok:
-            raise UserError(f"resources: {why}; lower resources.workers / cpus_per_worker / "
-                            f"gpus_per_worker with --set, or add nodes")
-
-    # -- stages ---------------------------------------------------------------------------
     def run(self, extend: int = 0, retry_failed: bool = False) -> int:
+        """0 when every stage finished, 130 when the search was interrupted."""
         # A remote storage gets the driver's own files (Tune's state, the Optuna journal,
         # results) every few seconds; trial records are pushed by the trials themselves.
-        with self.exp.store.syncing(self.exp.name, skip_dirs=("trials", "_train"),
-                                    last=("optuna.journal",)):
+        exp = self.ctx.exp
+        with exp.store.syncing(exp.name, skip_dirs=("trials", "_train"),
+                               last=("optuna.journal",)):
             return self._run(extend, retry_failed)
 
     def _run(self, extend: int, retry_failed: bool) -> int:
-        from explorer.progress import STARTED
         from explorer.stages import run_baselines, run_search, score_finalists
 
+        ctx = self.ctx
         # The baselines run beside the search (a second Tuner in a thread): the cluster's idle
         # slots, e.g. while the last search trials finish, go to them instead of waiting.
-        started = STARTED["baselines"] = threading.Event()
-        baselines = _Background(lambda: self._timed("baselines", lambda: run_baselines(self)))
+        started = threading.Event()
+        baselines = _Background(
+            lambda: self._timed("baselines", lambda: run_baselines(ctx, started)), "baselines")
         # Tune's trainable registry is not thread-safe: let the baselines register first.
         while not started.wait(0.2) and baselines.alive():
             pass
-        states = self._timed("search", lambda: run_search(self, extend, retry_failed))
+        states = self._timed("search", lambda: run_search(ctx, extend, retry_failed))
         if states is None:
             return self._interrupted()
         runs = baselines.result()
         if runs is None:
             return self._interrupted()
-        finalists = self._timed("test", lambda: score_finalists(self, states))
+        finalists = self._timed("test", lambda: score_finalists(ctx, states))
         self._timed("results", lambda: self.collect(states, runs, finalists))
         self._timed("report", self.report)
         return 0
@@ -241,36 +116,23 @@ class Pipeline:
         try:
             return fn()
         finally:
-            self.exp.add_stage_time(stage, time.time() - t0)
+            self.ctx.exp.add_stage_time(stage, time.time() - t0)
 
     def _interrupted(self) -> int:
         print(f"search interrupted: run the same command with --resume to continue "
-              f"({self.exp.where})", flush=True)
+              f"({self.ctx.exp.where})", flush=True)
         return 130
 
     def collect(self, states, runs, finalists) -> None:
         from explorer.collect import collect
         from explorer.provenance import run_meta
 
-        meta = run_meta(self, runs)
-        collect(self.exp.dir, self.exp.store, list(self.loaded.spec.search.params), self.data,
-                states, runs, finalists, meta)
+        ctx = self.ctx
+        collect(ctx.exp.dir, ctx.exp.store, list(ctx.loaded.spec.search.params), ctx.data,
+                states, runs, finalists, run_meta(ctx, runs))
 
     def report(self) -> None:
+        from explorer.names import BOOTSTRAP_SEED
         from explorer.report import build_report
 
-        build_report(self.exp.dir, out_dir=self.report_path.parent)
-
-    def baseline_dir(self, key: str) -> Path:
-        return self.exp.storage / baseline_rel(key)
-
-    def baseline_key(self, recipe) -> str:
-        d = recipe.model_dump(mode="json")
-        for key in ("root", "loader_workers"):  # where the data is mounted changes nothing
-            d["data"].pop(key)
-        return config_hash({"recipe": d, "data": self.data.fingerprint,
-                            "scale": self.loaded.spec.scale})
-
-    @property
-    def metric(self) -> tuple[str, str]:
-        return METRIC, MODE
+        build_report(self.ctx.exp.dir, out_dir=self.report_path.parent, seed=BOOTSTRAP_SEED)

@@ -8,10 +8,7 @@ import time
 
 from ray.tune import Callback
 
-from explorer.train.finetune import METRIC
-
-#: Set when a Tune run with this progress label has started (its trainable is registered).
-STARTED: dict[str, threading.Event] = {}
+from explorer.names import METRIC
 
 
 def _fmt_duration(s: float) -> str:
@@ -26,14 +23,24 @@ def _fmt_duration(s: float) -> str:
 class Progress(Callback):
     """One line whenever a trial starts, stops or improves on the best, and every ``every_s``.
 
-    ``done (stopped early, failed), running | best so far | estimate of time left``. Kept free of
-    unpicklable state: Tune pickles callbacks into ``tuner.pkl`` and restores them on resume.
+    ``done (stopped early, failed), running | best so far | estimate of time left``.
+
+    ``started``, if given, is set when the Tune run starts (its trainable is registered). Tune
+    pickles callbacks into ``tuner.pkl`` and restores them on resume; an event cannot be
+    pickled, so it is left out and a restore gives it again (``tuning.restore_tuner``).
     """
 
-    def __init__(self, label: str, total: int, max_t: int, concurrency: int, every_s: float = 30):
+    started: threading.Event | None = None  # also for a Progress pickled before it had one
+
+    def __init__(self, label: str, total: int, max_t: int, concurrency: int, every_s: float = 30,
+                 started: threading.Event | None = None):
         self.label, self.total, self.max_t = label, total, max_t
         self.concurrency, self.every_s = max(1, concurrency), every_s
+        self.started = started
         self._reset()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "started"}
 
     def _reset(self) -> None:
         self.t0 = time.time()
@@ -42,7 +49,8 @@ class Progress(Callback):
 
     def setup(self, **info) -> None:
         self._reset()
-        STARTED.setdefault(self.label, threading.Event()).set()
+        if self.started is not None:
+            self.started.set()
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         self._maybe_print(trials)

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from explorer.names import BOOTSTRAP_SEED, METRIC_DESCRIPTION, MODE
 from explorer.recipes import REPO_ROOT, config_hash
 
 if TYPE_CHECKING:
-    from explorer.pipeline import Pipeline
+    from explorer.context import RunContext
 
 PACKAGES = ("torch", "timm", "ray", "optuna", "scikit-learn", "numpy", "pandas", "pyarrow",
             "plotly", "pydantic", "cxr-recipe-explorer")
@@ -60,28 +61,29 @@ def hardware(cluster: dict) -> dict:
             "platform": platform.platform(), "ray_cluster": dict(cluster)}
 
 
-def run_meta(p: Pipeline, runs: list[dict]) -> dict:
-    spec = p.loaded.spec
-    data = p.data
+def run_meta(ctx: RunContext, runs: list[dict]) -> dict:
+    """``meta.json`` of the results store: everything above, for the run ``ctx``."""
+    loaded, spec, data, base = ctx.loaded, ctx.loaded.spec, ctx.data, ctx.base
     return {
-        "name": p.exp.name,
-        "spec": p.loaded.raw,
-        "spec_yaml": yaml.safe_dump(p.loaded.raw, sort_keys=False),
-        "spec_path": str(p.loaded.path) if p.loaded.path else None,
-        "spec_hash": config_hash(p.loaded.raw),
+        "name": ctx.exp.name,
+        "spec": loaded.raw,
+        "spec_yaml": yaml.safe_dump(loaded.raw, sort_keys=False),
+        "spec_path": str(loaded.path) if loaded.path else None,
+        "spec_hash": config_hash(loaded.raw),
         "recipe": spec.recipe,
         "scale": spec.scale,
-        "base_recipe": p.base_dict,
-        "base_config_hash": config_hash(p.loaded.base),
-        "metric": "validation mean AUC at the trial's best epoch (best_val_mean_auc)",
-        "mode": "max",
+        "base_recipe": ctx.base_dict,
+        "base_config_hash": config_hash(loaded.base),
+        "metric": METRIC_DESCRIPTION,
+        "mode": MODE,
         "searched": {k: v.describe() for k, v in spec.search.params.items()},
         "num_samples": spec.search.num_samples,
         "findings": list(data.findings),
         "data": {**data.notes, "fingerprint": data.fingerprint,
-                 "source": p.base.data.source, "image_size": p.base.data.image_size},
-        "seeds": {"recipe": p.base.seed, "split": p.base.data.split_seed,
-                  "searcher": spec.search.searcher.seed, "bootstrap": 0,
+                 "source": base.data.source, "image_size": base.data.image_size},
+        # bootstrap: the seed the search's report uses; a rebuild shows the one it used
+        "seeds": {"recipe": base.seed, "split": base.data.split_seed,
+                  "searcher": spec.search.searcher.seed, "bootstrap": BOOTSTRAP_SEED,
                   "baselines": sorted({r["seed"] for r in runs})},
         "baselines": [{k: r[k] for k in ("run_id", "recipe_name", "label", "seed", "key")}
                       | {"cached": r.get("cached", False)} for r in runs],
@@ -89,7 +91,7 @@ def run_meta(p: Pipeline, runs: list[dict]) -> dict:
         "bootstrap": spec.bootstrap,
         "versions": versions(),
         "git_commit": git_commit(),
-        "hardware": hardware(p.cluster),
-        "stage_wall_s": p.exp.stage_times(),
+        "hardware": hardware(ctx.cluster.resources),
+        "stage_wall_s": ctx.exp.stage_times(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

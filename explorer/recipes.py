@@ -11,9 +11,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from explorer.config import VIT_ARCHS, Recipe
+from explorer.config import Recipe
 from explorer.errors import SpecError
-from explorer.validation import one_line
+from explorer.names import family_of
+from explorer.schema import one_line
 
 SCALES = ("smoke", "cpu", "paper")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,11 +84,6 @@ def load_scales() -> dict:
     raise SpecError("recipes/scales.yaml not found")
 
 
-def family_of(recipe_dict: dict) -> str:
-    arch = recipe_dict.get("model", {}).get("arch", "vit_small")
-    return "vit" if arch in VIT_ARCHS else "cnn"
-
-
 def scale_overlay(scale: str, family: str) -> dict:
     if scale not in SCALES:
         raise SpecError(f"unknown scale '{scale}' (choose one of {', '.join(SCALES)})")
@@ -147,7 +143,7 @@ def resolve_recipe_dict(name: str, scale: str, overlays: tuple[dict, ...] = (),
                         params: dict[str, Any] | None = None) -> dict:
     """Recipe dict -> scale overlay -> spec overlays -> searched parameter values."""
     d = load_recipe_dict(name)
-    d = deep_merge(d, scale_overlay(scale, family_of(d)))
+    d = deep_merge(d, scale_overlay(scale, family_of(d.get("model", {}).get("arch", "vit_small"))))
     for over in overlays:
         d = deep_merge(d, over)
     for path, value in (params or {}).items():

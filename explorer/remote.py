@@ -33,14 +33,22 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from explorer.errors import StorageError
-from explorer.storage import HeartbeatLock
+from explorer.atomic import atomic_path
+from explorer.errors import StorageError, error_line
 
 MIRROR_ENV = "CXR_EXPLORER_MIRROR"
-SYNC_S = float(os.environ.get("CXR_EXPLORER_SYNC_S", "5"))
+SYNC_ENV = "CXR_EXPLORER_SYNC_S"
 _COPY_CHUNK = 8 << 20
-_push_lock = threading.Lock()
-_pushed: dict[tuple[str, str], tuple[int, int]] = {}  # (uri, rel) -> (size, mtime_ns) uploaded
+
+
+def sync_period() -> float:
+    """Seconds between the driver's background pushes (``$CXR_EXPLORER_SYNC_S``, default 5)."""
+    return float(os.environ.get(SYNC_ENV, "5"))
+
+
+def shown(uri: str) -> str:
+    """The URI as messages show it: without pyarrow's ``?options`` (endpoints, keys...)."""
+    return uri.split("?", 1)[0]
 
 
 def _is_scratch(name: str) -> bool:
@@ -57,17 +65,8 @@ def open_fs(uri: str):
     try:
         fs, base = pafs.FileSystem.from_uri(uri)
     except (ValueError, pa.ArrowException, OSError) as exc:
-        raise StorageError(f"--storage {_shown(uri)}: {_one_line(exc)}") from None
+        raise StorageError(f"--storage {shown(uri)}: {error_line(exc)}") from None
     return fs, base.rstrip("/")
-
-
-def _shown(uri: str) -> str:
-    return uri.split("?", 1)[0]
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def mirror_root(uri: str) -> Path:
@@ -79,12 +78,19 @@ def mirror_root(uri: str) -> Path:
 
 
 class Remote:
-    """Moves files between a storage URI and this process' mirror of it (see module doc)."""
+    """Moves files between a storage URI and this process' mirror of it (see module doc).
+
+    It owns the push record: (size, mtime) of each file as last uploaded or downloaded by this
+    object, so a push uploads only what changed here since. One ``Store`` holds one ``Remote``,
+    and a process uses one ``Store`` per storage (the driver's threads share it).
+    """
 
     def __init__(self, uri: str):
         self.uri = uri
         self.fs, self.base = open_fs(uri)
         self.local = mirror_root(uri)
+        self._pushed: dict[str, tuple[int, int]] = {}  # rel -> (size, mtime_ns) stored
+        self._push_lock = threading.Lock()  # the background sync and the stages push in turn
 
     def _key(self, rel: str) -> str:
         return f"{self.base}/{rel}".rstrip("/") if rel else self.base
@@ -96,8 +102,8 @@ class Remote:
                 f.write(b"ok")
             self.fs.delete_file(probe)
         except OSError as exc:
-            raise StorageError(f"--storage {_shown(self.uri)}: not writable "
-                               f"({_one_line(exc)})") from None
+            raise StorageError(f"--storage {shown(self.uri)}: not writable "
+                               f"({error_line(exc)})") from None
 
     # -- listing --------------------------------------------------------------------------
     def _remote_files(self, rel: str) -> dict[str, int]:
@@ -133,23 +139,26 @@ class Remote:
         with self.fs.open_input_stream(self._key(rel)) as f:
             return f.read()
 
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Store ``data`` at ``rel`` directly (one upload: it appears whole or not at all)."""
+        with self.fs.open_output_stream(self._key(rel)) as f:
+            f.write(data)
+
     # -- moving ---------------------------------------------------------------------------
     def _download(self, rel: str) -> None:
         dest = self.local / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with self.fs.open_input_stream(self._key(rel)) as src, open(tmp, "wb") as out:
+        with atomic_path(dest) as tmp, self.fs.open_input_stream(self._key(rel)) as src, \
+                open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, _COPY_CHUNK)
-        os.replace(tmp, dest)
         st = dest.stat()  # the stored copy: not uploaded again unless it changes here
-        _pushed[(self.uri, rel)] = (st.st_size, st.st_mtime_ns)
+        self._pushed[rel] = (st.st_size, st.st_mtime_ns)
 
     def _upload(self, rel: str) -> None:
         src = self.local / rel
         st = src.stat()
         with open(src, "rb") as f, self.fs.open_output_stream(self._key(rel)) as out:
             shutil.copyfileobj(f, out, _COPY_CHUNK)
-        _pushed[(self.uri, rel)] = (st.st_size, st.st_mtime_ns)
+        self._pushed[rel] = (st.st_size, st.st_mtime_ns)
 
     def pull(self, rel: str, skip: tuple[str, ...] = (), exact: bool = True) -> None:
         """Make the mirror of ``rel`` equal to the storage. Files ending in ``skip`` (weights)
@@ -182,13 +191,13 @@ class Remote:
         """Upload what changed in the mirror of ``rel`` since this process last pushed it (files
         named in ``last`` after the rest); with ``exact``, delete stored files the mirror lacks
         (never under ``skip_dirs``, which other processes own)."""
-        with _push_lock:
+        with self._push_lock:
             files = self._local_files(rel, skip_dirs)
             files.sort(key=lambda r: r.rsplit("/", 1)[-1] in last)
             for r in files:
                 with contextlib.suppress(FileNotFoundError):  # replaced or removed meanwhile
                     st = (self.local / r).stat()
-                    if _pushed.get((self.uri, r)) != (st.st_size, st.st_mtime_ns):
+                    if self._pushed.get(r) != (st.st_size, st.st_mtime_ns):
                         self._upload(r)
             if exact:
                 keep = set(files)
@@ -200,16 +209,18 @@ class Remote:
     def delete(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self._key(rel))
-        _pushed.pop((self.uri, rel), None)
+        self._pushed.pop(rel, None)
 
     @contextlib.contextmanager
     def syncing(self, rel: str, skip_dirs: tuple[str, ...], last: tuple[str, ...]
                 ) -> Iterator[None]:
-        """Push ``rel`` every ``SYNC_S`` seconds in the background, and once more at the end."""
+        """Push ``rel`` every ``sync_period()`` seconds in the background, and once more at the
+        end."""
         stop = threading.Event()
+        every = sync_period()
 
         def loop() -> None:
-            while not stop.wait(SYNC_S):
+            while not stop.wait(every):
                 with contextlib.suppress(OSError):  # a blip: the next round retries
                     self.push(rel, skip_dirs=skip_dirs, last=last)
 
@@ -227,59 +238,3 @@ class Remote:
 def _under(r: str, rel: str, dirs: tuple[str, ...]) -> bool:
     prefix = f"{rel}/" if rel else ""
     return any(r.startswith(f"{prefix}{d}/") for d in dirs)
-
-
-class ObjectLock(HeartbeatLock):
-    """``FileLock``'s interface on an object store, which has no exclusive create: a lock object
-    names its owner and the time of its last heartbeat. To acquire, a caller that finds no
-    fresh lock writes its own, waits ``settle`` seconds and reads it back: of callers racing
-    within that window the last writer wins and the others see it. Callers further apart than
-    the window are not in a race (the second finds a fresh lock). A holder that stops its
-    heartbeat for ``ttl`` seconds (by its own clock; keep nodes' clocks in sync) loses the lock.
-    What it guards (pre-training a shared encoder) is safe even if two callers ever both win:
-    both upload the same content, and each object appears whole."""
-
-    def __init__(self, remote: Remote, rel: str, owner: str, ttl: float, heartbeat: float,
-                 settle: float = 1.0):
-        self.remote, self.rel, self.owner = remote, rel, owner
-        self.ttl, self.heartbeat, self.settle = ttl, heartbeat, settle
-
-    def _read(self) -> tuple[str, float] | None:
-        import json
-
-        try:
-            d = json.loads(self.remote.read_bytes(self.rel))
-            return str(d["owner"]), float(d["since"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _write(self) -> None:
-        import json
-
-        with self.remote.fs.open_output_stream(self.remote._key(self.rel)) as f:
-            f.write(json.dumps({"owner": self.owner, "since": time.time()}).encode())
-
-    def _mine(self) -> bool:
-        held = self._read()
-        return held is not None and held[0] == self.owner
-
-    def try_acquire(self) -> bool:
-        held = self._read()
-        if held is not None and held[0] != self.owner and time.time() - held[1] < self.ttl:
-            return False
-        self._write()
-        time.sleep(self.settle)
-        if not self._mine():
-            return False
-        self._start_heartbeat()
-        return True
-
-    def _refresh(self) -> None:
-        with contextlib.suppress(OSError):
-            if self._mine():
-                self._write()
-
-    def _drop(self) -> None:
-        with contextlib.suppress(OSError):
-            if self._mine():
-                self.remote.delete(self.rel)

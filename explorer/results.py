@@ -40,6 +40,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from explorer.storage import atomic_path, atomic_write_json
+
 TABLES = (
     "trials",
     "epochs",
@@ -85,16 +87,12 @@ def results_dir(run_dir: str | Path) -> Path:
 def write_results(run_dir: str | Path, meta: dict, **tables: pd.DataFrame) -> Path:
     """Write ``meta.json`` and the given tables atomically (temp file, then rename)."""
     out = results_dir(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         if name not in TABLES:
             raise ValueError(f"unknown results table {name!r}")
-        tmp = out / f".{name}.parquet.tmp"
-        df.to_parquet(tmp, index=False)
-        tmp.replace(out / f"{name}.parquet")
-    tmp = out / ".meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    tmp.replace(out / "meta.json")
+        with atomic_path(out / f"{name}.parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+    atomic_write_json(out / "meta.json", meta)
     return out
 
 

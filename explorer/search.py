@@ -85,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _check_name(name: str | None) -> None:
+    if name is not None and not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UserError(f"--name {name!r}: use letters, digits, '-', '_' and '.' only")
+
+
 def run(args: argparse.Namespace) -> int:
+    """Every check that needs no Ray, then Ray, then the stages (``explorer.pipeline``)."""
+    from explorer import cluster
+    from explorer.context import RunContext, RunInputs
     from explorer.dryrun import dry_run_text
     from explorer.experiment import Experiment
     from explorer.spec import load_spec
@@ -94,37 +102,39 @@ def run(args: argparse.Namespace) -> int:
     if args.extend is not None and args.extend < 1:
         raise UserError(f"--extend {args.extend}: must be a positive number of trials")
     loaded = load_spec(args.spec, args.set)
+    _check_name(args.name)
     name = args.name or loaded.spec.name
-    if args.name is not None and not args.name.replace("-", "").replace("_", "").replace(
-            ".", "").isalnum():
-        raise UserError(f"--name {args.name!r}: use letters, digits, '-', '_' and '.' only")
     if args.dry_run:
         print(dry_run_text(loaded, name))
         return 0
     store = open_store(args.storage)
     store.pull(name)  # a remote storage: this machine's mirror of the experiment, if any
     exp = Experiment(store, name)
-    args.extend = args.extend or 0
-    continuing = args.resume or args.extend or args.retry_failed
+    extend = args.extend or 0
     if exp.exists():
-        if not continuing:
+        if not (args.resume or extend or args.retry_failed):
             exp.refuse_overwrite()
         exp.check_same_spec(loaded)
-    elif args.extend or args.retry_failed:
+    elif extend or args.retry_failed:
         raise UserError(f"{exp.where}: no experiment to extend or retry; run it first without "
                         "--extend/--retry-failed")
     elif args.resume:
         print(f"nothing to resume at {exp.where}: starting the search", flush=True)
 
-    from explorer.pipeline import Pipeline
+    from explorer.pipeline import Pipeline, prepare
 
-    pipeline = Pipeline(loaded, exp, verbose=args.verbose, reports=Path(args.reports))
-    pipeline.prepare_data()  # bad data or weights fail here, before anything is written
-    pipeline.connect(args.address)  # so do resources that can never fit
-    if not exp.exists():
-        exp.create(loaded)
-    t0 = time.time()
-    status = pipeline.run(extend=args.extend, retry_failed=args.retry_failed)
+    inputs = RunInputs(loaded)
+    data = prepare(inputs)  # bad data or weights fail here, before anything is written
+    with cluster.ray_settings(args.verbose):
+        ray_cluster = cluster.connect(args.address, args.verbose)
+        cluster.check_fit(inputs.base, ray_cluster)  # so do resources that can never fit
+        cluster.check_shared_storage(store, ray_cluster)
+        if not exp.exists():
+            exp.create(loaded)
+        pipeline = Pipeline(RunContext(inputs, exp, data, ray_cluster, args.verbose),
+                            reports=Path(args.reports))
+        t0 = time.time()
+        status = pipeline.run(extend=extend, retry_failed=args.retry_failed)
     if status == 0:
         print(f"done in {time.time() - t0:.0f} s: report at {pipeline.report_path}", flush=True)
     return status

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from explorer.baselines import baseline_recipe
 from explorer.config import Recipe
 from explorer.errors import SpecError
 from explorer.recipes import (
@@ -28,18 +29,14 @@ from explorer.recipes import (
     scale_search_defaults,
     set_path,
 )
-from explorer.validation import one_line
+from explorer.schema import Strict, one_line
 
 Choice = None | bool | int | float | str
 #: Recipe sections whose values change what pre-training produces (and so its cache key).
 PRETRAIN_SECTIONS = ("pretrain", "model", "data", "seed")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ParamSpace(_Strict):
+class ParamSpace(Strict):
     """One searched parameter: a float/int range (optionally log or stepped) or categorical."""
 
     type: Literal["float", "int", "categorical"]
@@ -55,13 +52,20 @@ class ParamSpace(_Strict):
     @model_validator(mode="after")
     def _check(self):
         if self.type == "categorical":
-            if not self.choices:
-                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
-            if len({repr(c) for c in self.choices}) != len(self.choices):
-                raise ValueError(f"choices repeat a value: {self.choices}")
-            if self.low is not None or self.high is not None:
-                raise ValueError("a categorical parameter takes 'choices', not low/high")
-            return self
+            self._check_choices()
+        else:
+            self._check_range()
+        return self
+
+    def _check_choices(self) -> None:
+        if not self.choices:
+            raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+        if len({repr(c) for c in self.choices}) != len(self.choices):
+            raise ValueError(f"choices repeat a value: {self.choices}")
+        if self.low is not None or self.high is not None:
+            raise ValueError("a categorical parameter takes 'choices', not low/high")
+
+    def _check_range(self) -> None:
         if self.choices is not None:
             raise ValueError(f"a {self.type} parameter takes low/high, not 'choices'")
         if self.low is None or self.high is None:
@@ -73,6 +77,10 @@ class ParamSpace(_Strict):
             raise ValueError(f"a log range needs low > 0 (got {self.low})")
         if self.log and self.step is not None:
             raise ValueError("'log' and 'step' cannot be combined")
+        self._check_grid()
+
+    def _check_grid(self) -> None:
+        """Whole numbers for an int range, and a step that divides the range."""
         if self.type == "int":
             for name in ("low", "high", "step"):
                 v = getattr(self, name)
@@ -83,7 +91,6 @@ class ParamSpace(_Strict):
             if not math.isclose(n, round(n), abs_tol=1e-9):
                 raise ValueError(f"step {self.step} does not divide the range "
                                  f"[{self.low}, {self.high}]")
-        return self
 
     def bounds(self) -> list[Choice]:
         """The extreme values, to check that the recipe accepts them."""
@@ -105,21 +112,21 @@ class ParamSpace(_Strict):
         return math.inf
 
 
-class SearcherSpec(_Strict):
+class SearcherSpec(Strict):
     type: Literal["tpe", "random"] = "tpe"
     seed: int = 0
     n_startup_trials: int = Field(default=10, ge=1,
                                   description="random trials before TPE starts modelling")
 
 
-class SchedulerSpec(_Strict):
+class SchedulerSpec(Strict):
     type: Literal["asha", "none"] = "asha"
     grace_period: int = Field(default=1, ge=1, description="fine-tuning epochs before any stop")
     reduction_factor: float = Field(default=2, gt=1)
     max_t: int | None = Field(default=None, ge=1, description="default: finetune.epochs")
 
 
-class SearchSpec(_Strict):
+class SearchSpec(Strict):
     params: dict[str, ParamSpace] = Field(min_length=1)
     num_samples: int = Field(ge=1)
     max_concurrent: int | None = Field(default=None, ge=1)
@@ -130,14 +137,14 @@ class SearchSpec(_Strict):
     )
 
 
-class BaselineSpec(_Strict):
+class BaselineSpec(Strict):
     recipe: str = "densenet121_baseline"
     seeds: int | list[int] | None = Field(default=None, description="count or list; "
                                           "default: the scale's baseline_seeds")
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
-class Spec(_Strict):
+class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     recipe: str
@@ -179,6 +186,15 @@ class LoadedSpec:
     @property
     def max_t(self) -> int:
         return self.spec.search.scheduler.max_t or self.base.finetune.epochs
+
+    def baseline_recipe(self, b: BaselineSpec, seed: int, where: str) -> Recipe:
+        """Baseline ``b`` with ``seed``, like for like with this search (``explorer.baselines``)."""
+        return baseline_recipe(self.base, self.spec.scale, b.recipe, b.overrides, seed, where)
+
+    def baseline_recipes(self) -> list[tuple[BaselineSpec, int, Recipe]]:
+        """Every (baseline, seed, resolved recipe) the spec asks for, in order."""
+        return [(b, seed, self.baseline_recipe(b, seed, where=f"baselines ({b.recipe})"))
+                for b in self.spec.baselines for seed in self.spec.baseline_seeds(b)]
 
     def recipe_for(self, params: dict[str, Any]) -> Recipe:
         d = resolve_recipe_dict(self.spec.recipe, self.spec.scale, self.spec.overlays(), params)
@@ -289,6 +305,4 @@ def _check_scheduler(loaded: LoadedSpec, where: str) -> None:
 
 
 def _check_baseline(loaded: LoadedSpec, b: BaselineSpec, where: str) -> None:
-    from explorer.baselines import baseline_recipe  # late: baselines imports this module
-
-    baseline_recipe(loaded, b, seed=0, where=f"{where}: baselines ({b.recipe})")
+    loaded.baseline_recipe(b, seed=0, where=f"{where}: baselines ({b.recipe})")

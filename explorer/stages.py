@@ -1,26 +1,45 @@
-"""The Ray-facing stages of a pipeline: the search Tuner, the baselines Tuner, test scoring."""
+"""The Ray-facing stages of a run: the search Tuner, the baselines Tuner, test scoring.
+
+Each takes the run's ``RunContext`` and is safe to call again after an interruption: a Tune
+experiment that exists is restored, a baseline in the cache is not trained again, a test split
+already scored is not scored again.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from pathlib import Path
 
-from explorer.baselines import baseline_recipe
-from explorer.pipeline import absolute_paths, baseline_rel, trial_states
+from explorer.context import RunContext, absolute_paths, baseline_key, baseline_rel
+from explorer.errors import error_line
+from explorer.names import METRIC, MODE, RESUME
 from explorer.progress import Progress
+from explorer.resources import concurrency, trial_resources
 from explorer.train.artifacts import TrialArtifacts
 from explorer.trial import baseline_trainable, search_trainable
 from explorer.tuning import (
     build_scheduler,
     build_searcher,
-    concurrency,
+    journal_path,
+    restore_tuner,
     trial_dirname,
-    trial_resources,
 )
 
-if TYPE_CHECKING:
-    from explorer.pipeline import Pipeline
-
 FINISHED = ("TERMINATED", "ERROR")
+
+
+def trial_states(grid) -> list[tuple[str, dict]]:
+    """(trial id, {status, error}) for every trial of a Tune run, in creation order."""
+    out = []
+    for t in grid._experiment_analysis.trials:  # ResultGrid has no public per-trial status
+        err = t.get_error() if t.status == "ERROR" else None
+        out.append((t.trial_id, {"status": t.status,
+                                 "error": error_line(err, last=True, limit=400) if err else None}))
+    return out
+
+
+def _unfinished(states) -> bool:
+    return any(s["status"] not in FINISHED for _, s in states)
 
 
 def prune_resume_states(store, run: str, states) -> None:
@@ -28,44 +47,38 @@ def prune_resume_states(store, run: str, states) -> None:
     of trials lost to an interruption (started after Tune's last experiment snapshot, so a
     resume ran them again under a new id): none of them is ever resumed. Errored trials keep
     theirs for ``--retry-failed``. ``run``: the experiment folder in ``store``."""
-    from explorer.train.finetune import RESUME
-
     status = {trial_id: st["status"] for trial_id, st in states}
     for d in store.path(f"{run}/trials").glob("*"):
         if status.get(d.name) in ("TERMINATED", None):  # None: lost, not in Tune's state
             store.delete(f"{run}/trials/{d.name}/{RESUME}")
 
 
-def _unfinished(states) -> bool:
-    return any(s["status"] not in FINISHED for _, s in states)
-
-
-def _search_tuner(p: Pipeline, path, name: str, num_samples: int, points: bool,
+# -- search ---------------------------------------------------------------------------------
+def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, points: bool,
                   retry_failed: bool, trainable):
     from ray import tune
 
-    loaded, exp = p.loaded, p.exp
+    exp, search = ctx.exp, ctx.loaded.spec.search
     if tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
-                                  resume_errored=retry_failed)
-    n_parallel = concurrency(p.base, p.cluster, loaded.spec.search.max_concurrent)
-    metric, mode = p.metric
+        return restore_tuner(path, trainable, resume_errored=retry_failed,
+                             journal=journal_path(exp.dir))
+    n_parallel = concurrency(ctx.base, ctx.cluster.resources, search.max_concurrent)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=metric, mode=mode,
-            search_alg=build_searcher(loaded, exp.dir, exp.name, points=points),
-            scheduler=build_scheduler(loaded), num_samples=num_samples,
+            metric=METRIC, mode=MODE,
+            search_alg=build_searcher(ctx.loaded, exp.dir, exp.name, points=points),
+            scheduler=build_scheduler(ctx.loaded), num_samples=num_samples,
             max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # a new process per trial costs ~4 s of imports (bench/)
         run_config=tune.RunConfig(
-            name=name, storage_path=str(path.parent), verbose=1 if p.verbose else 0,
-            callbacks=[Progress(f"search {name}", num_samples, loaded.max_t, n_parallel)],
+            name=name, storage_path=str(path.parent), verbose=1 if ctx.verbose else 0,
+            callbacks=[Progress(f"search {name}", num_samples, ctx.loaded.max_t, n_parallel)],
             failure_config=tune.FailureConfig(max_failures=1)),
     )
 
 
-def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
+def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
     """Fit, restore or extend the search; all trials' states, or None if interrupted.
 
     The search is the main Tune experiment (``<run_dir>``) plus one per ``--extend N``
@@ -75,14 +88,12 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
     from ray import tune
 
     from explorer.study import settle_study
-    from explorer.tuning import ResumableOptunaSearch, journal_path
 
-    exp = p.exp
-    ResumableOptunaSearch.journal = str(journal_path(exp.dir))  # where a restore must write
-    ctx = {"run": exp.name, "store": exp.store, "base_recipe": p.base_dict}
-    trainable = tune.with_resources(tune.with_parameters(search_trainable, context=ctx),
-                                    trial_resources(p.base))
-    parts = [(exp.dir, exp.name, p.loaded.spec.search.num_samples, True)]
+    exp = ctx.exp
+    context = {"run": exp.name, "store": exp.store, "base_recipe": ctx.base_dict}
+    trainable = tune.with_resources(tune.with_parameters(search_trainable, context=context),
+                                    trial_resources(ctx.base))
+    parts = [(exp.dir, exp.name, ctx.loaded.spec.search.num_samples, True)]
     parts += [(exp.dir / e["name"], e["name"], e["num_samples"], False)
               for e in exp.extensions()]
     if extend:
@@ -90,7 +101,7 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
         parts.append((exp.dir / ext["name"], ext["name"], extend, False))
     states: list = []
     for path, name, n, points in parts:
-        part = trial_states(_search_tuner(p, path, name, n, points, retry_failed,
+        part = trial_states(_search_tuner(ctx, path, name, n, points, retry_failed,
                                           trainable).fit())
         states += part
         if _unfinished(part) or len(part) < n:
@@ -101,20 +112,18 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
     return states
 
 
-def baseline_runs(p: Pipeline) -> list[dict]:
+# -- baselines ------------------------------------------------------------------------------
+def baseline_runs(ctx: RunContext) -> list[dict]:
     """Every (baseline recipe, seed) of the spec, with its cache key and folder."""
     runs = []
-    spec = p.loaded.spec
-    for b in spec.baselines:
-        for seed in spec.baseline_seeds(b):
-            r = baseline_recipe(p.loaded, b, seed, where=f"baselines ({b.recipe})")
-            d = absolute_paths(r.model_dump(mode="json"))
-            key = p.baseline_key(r)
-            runs.append({"run_id": f"{b.recipe}-s{seed}-{key[:6]}", "recipe_name": b.recipe,
-                         "label": f"{r.model.arch} seed {seed}", "seed": seed, "key": key,
-                         "recipe": d, "artifacts": str(p.baseline_dir(key)),
-                         "rel": baseline_rel(key),
-                         "state": {"status": "TERMINATED", "error": None}})
+    for b, seed, r in ctx.loaded.baseline_recipes():
+        key = baseline_key(r, ctx.data.fingerprint, ctx.loaded.spec.scale)
+        runs.append({"run_id": f"{b.recipe}-s{seed}-{key[:6]}", "recipe_name": b.recipe,
+                     "label": f"{r.model.arch} seed {seed}", "seed": seed, "key": key,
+                     "recipe": absolute_paths(r.model_dump(mode="json")),
+                     "artifacts": str(ctx.exp.storage / baseline_rel(key)),
+                     "rel": baseline_rel(key),
+                     "state": {"status": "TERMINATED", "error": None}})
     return runs
 
 
@@ -122,41 +131,45 @@ def is_done(run: dict) -> bool:
     return TrialArtifacts(run["artifacts"]).path("done.json").is_file()
 
 
-def run_baselines(p: Pipeline):
-    """Train the baselines not yet in the cache; None if interrupted."""
+def run_baselines(ctx: RunContext, started: threading.Event | None = None):
+    """Train the baselines not yet in the cache; None if interrupted. ``started`` is set once
+    the baselines' Tune run has registered its trainable (Tune's registry is not thread-safe:
+    the search waits for it)."""
     from ray import tune
 
-    runs = baseline_runs(p)
+    store = ctx.exp.store
+    runs = baseline_runs(ctx)
     for r in runs:
-        p.exp.store.pull(r["rel"])  # a remote storage: what is cached there
+        store.pull(r["rel"])  # a remote storage: what is cached there
     todo = [r for r in runs if not is_done(r)]
     for r in runs:
         r["cached"] = r not in todo
     if not todo:
         return runs
-    exp_dir = p.exp.dir / "baselines"
-    ctx = {"run": p.exp.name, "store": p.exp.store, "baselines": {r["run_id"]: r for r in runs}}
-    recipe = p.loaded.base  # baselines share the search's resources
-    trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=ctx),
+    exp_dir = ctx.exp.dir / "baselines"
+    context = {"run": ctx.exp.name, "store": store, "baselines": {r["run_id"]: r for r in runs}}
+    recipe = ctx.loaded.base  # baselines share the search's resources
+    trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=context),
                                     trial_resources(recipe))
     if tune.Tuner.can_restore(str(exp_dir)):
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True)
+        tuner = restore_tuner(exp_dir, trainable, resume_errored=True, started=started)
     else:
+        n_parallel = concurrency(recipe, ctx.cluster.resources, None)
         tuner = tune.Tuner(
             trainable,
             param_space={"baseline": tune.grid_search([r["run_id"] for r in todo])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(recipe, p.cluster, None),
+            tune_config=tune.TuneConfig(max_concurrent_trials=n_parallel,
                                         trial_dirname_creator=trial_dirname, reuse_actors=True),
             run_config=tune.RunConfig(
-                name="baselines", storage_path=str(p.exp.dir), verbose=1 if p.verbose else 0,
-                callbacks=[Progress("baselines", len(todo), recipe.finetune.epochs,
-                                    concurrency(recipe, p.cluster, None))],
+                name="baselines", storage_path=str(ctx.exp.dir),
+                verbose=1 if ctx.verbose else 0,
+                callbacks=[Progress("baselines", len(todo), recipe.finetune.epochs, n_parallel,
+                                    started=started)],
                 failure_config=tune.FailureConfig(max_failures=1)),
         )
     grid = tuner.fit()
     for r in runs:
-        p.exp.store.pull(r["rel"])
+        store.pull(r["rel"])
     states = trial_states(grid)
     if _unfinished(states):
         return None
@@ -167,40 +180,42 @@ def run_baselines(p: Pipeline):
     return runs
 
 
-def finalists_of(p: Pipeline, states) -> list[str]:
+# -- test split -----------------------------------------------------------------------------
+def finalists_of(ctx: RunContext, states) -> list[str]:
     """The top-k trials by validation mean AUC (the only thing selection ever looks at)."""
     scored = []
     for trial_id, st in states:
         if st["status"] != "TERMINATED":
             continue
-        summary = TrialArtifacts(p.exp.dir / "trials" / trial_id).read_json("summary.json")
+        summary = TrialArtifacts(ctx.exp.dir / "trials" / trial_id).read_json("summary.json")
         value = (summary or {}).get("val_mean_auc")
         if value is not None and value == value:
             scored.append((value, trial_id))
     scored.sort(reverse=True)
-    return [t for _, t in scored[: p.loaded.spec.finalists]]
+    return [t for _, t in scored[: ctx.loaded.spec.finalists]]
 
 
-def score_finalists(p: Pipeline, states) -> list[str]:
+def score_finalists(ctx: RunContext, states) -> list[str]:
     import ray
 
     from explorer.evaluate import score_finalist
 
-    finalists = finalists_of(p, states)
-    if len(p.data.test) == 0:
+    finalists = finalists_of(ctx, states)
+    if len(ctx.data.test) == 0:
         print("note: the data has no test images; finalists are reported on validation only",
               flush=True)
         return finalists
-    r = p.base.resources
-    todo = [f"{p.exp.name}/trials/{t}" for t in finalists]
+    r = ctx.base.resources
+    store = ctx.exp.store
+    todo = [f"{ctx.exp.name}/trials/{t}" for t in finalists]
     if not r.gpus_per_worker:
         # A CPU forward pass over the test split: cheaper here, where torch is already
         # imported, than in new worker processes (bench/orchestration.py: 14 s -> 3.5 s).
         for rel in todo:
-            score_finalist(p.exp.store, rel)
+            score_finalist(store, rel)
         return finalists
     task = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(score_finalist)
-    ray.get([task.remote(p.exp.store, rel) for rel in todo])
+    ray.get([task.remote(store, rel) for rel in todo])
     for rel in todo:
-        p.exp.store.pull(rel)
+        store.pull(rel)
     return finalists

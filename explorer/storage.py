@@ -17,22 +17,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from explorer.atomic import (
+    atomic_path,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 from explorer.errors import StorageError
+from explorer.locks import FileLock, ObjectLock, lock_timing
+from explorer.remote import Remote, shown
+
+__all__ = [
+    "BASELINES", "ENCODERS", "FileLock", "ObjectLock", "Store", "as_store", "atomic_path",
+    "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+    "check_writable", "open_store", "read_json",
+]
 
 ENCODERS = "_encoders"
 BASELINES = "_baselines"
-#: A lock whose holder stopped refreshing it for this long is considered abandoned.
-LOCK_STALE_S = float(os.environ.get("CXR_EXPLORER_LOCK_STALE_S", "90"))
-LOCK_HEARTBEAT_S = max(0.5, LOCK_STALE_S / 6)
 
 
 class Store:
@@ -49,15 +56,18 @@ class Store:
         self.is_remote = "://" in self.root
 
     def __repr__(self) -> str:
-        return f"Store({self.root.split('?', 1)[0]!r})"
+        return f"Store({self.shown!r})"
+
+    @property
+    def shown(self) -> str:
+        """The root as messages show it (a URI without its ``?options``)."""
+        return shown(self.root)
 
     def __getstate__(self) -> dict:
         return {"root": self.root, "is_remote": self.is_remote}
 
     @functools.cached_property
-    def remote(self):  # not pickled (``__getstate__``): each process opens its own
-        from explorer.remote import Remote
-
+    def remote(self) -> Remote:  # not pickled (``__getstate__``): each process opens its own
         return Remote(self.root)
 
     @property
@@ -101,14 +111,13 @@ class Store:
             return contextlib.nullcontext()
         return self.remote.syncing(rel, skip_dirs, last)
 
-    def lock(self, rel: str, owner: str):
+    def lock(self, rel: str, owner: str) -> FileLock | ObjectLock:
         """An inter-node lock at ``rel``: a ``FileLock`` on a file system, an ``ObjectLock``
         (a lock object with a heartbeat) on a remote storage."""
+        ttl, heartbeat = lock_timing()
         if self.is_remote:
-            from explorer.remote import ObjectLock
-
-            return ObjectLock(self.remote, rel, owner, LOCK_STALE_S, LOCK_HEARTBEAT_S)
-        return FileLock(self.path(rel), owner=owner)
+            return ObjectLock(self.remote, rel, owner, ttl, heartbeat)
+        return FileLock(self.path(rel), owner, ttl, heartbeat)
 
 
 def as_store(storage: Store | str | Path) -> Store:
@@ -140,128 +149,3 @@ def check_writable(root: str | Path) -> Path:
     except OSError as exc:
         raise StorageError(f"--storage {root}: not writable ({exc.strerror or exc})") from None
     return root.resolve()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def read_json(path: str | Path, default: Any = None) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return default
-
-
-class HeartbeatLock:
-    """What every lock here shares: once acquired, ``_refresh`` runs every ``heartbeat`` seconds
-    in a daemon thread until ``release``, which then calls ``_drop``; ``held()`` releases."""
-
-    heartbeat = LOCK_HEARTBEAT_S
-
-    def _refresh(self) -> None:
-        raise NotImplementedError
-
-    def _drop(self) -> None:
-        raise NotImplementedError
-
-    def _start_heartbeat(self) -> None:
-        self._stop = threading.Event()
-
-        def beat() -> None:
-            while not self._stop.wait(self.heartbeat):
-                self._refresh()
-
-        self._thread = threading.Thread(target=beat, name="lock-heartbeat", daemon=True)
-        self._thread.start()
-
-    def release(self) -> None:
-        if getattr(self, "_thread", None) is not None:
-            self._stop.set()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._drop()
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        try:
-            yield
-        finally:
-            self.release()
-
-
-class FileLock(HeartbeatLock):
-    """An inter-process, inter-node lock: a file created with O_EXCL and kept fresh by a heartbeat.
-
-    Works on local disks and on NFS (O_EXCL is atomic there since NFSv3). A holder that dies
-    stops refreshing the file; after ``LOCK_STALE_S`` another process may break the lock.
-    """
-
-    def __init__(self, path: str | Path, owner: str = ""):
-        self.path = Path(path)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-
-    def try_acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if not self._break_if_stale():
-                    return False
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump({"owner": self.owner, "since": time.time()}, f)
-            self._start_heartbeat()
-            return True
-        return False
-
-    def _break_if_stale(self) -> bool:
-        try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return True
-        if age < LOCK_STALE_S:
-            return False
-        # Two breakers may race; renaming to a unique name lets exactly one of them win.
-        grave = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}.{time.time_ns()}")
-        try:
-            os.replace(self.path, grave)
-        except FileNotFoundError:
-            return True
-        if time.time() - grave.stat().st_mtime < LOCK_STALE_S:
-            # Another breaker won and a live holder's fresh lock was moved: put it back.
-            with contextlib.suppress(FileExistsError):
-                os.link(grave, self.path)
-            grave.unlink(missing_ok=True)
-            return False
-        grave.unlink(missing_ok=True)
-        return True
-
-    def _refresh(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(self.path)
-
-    def _drop(self) -> None:
-        self.path.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from explorer.names import RESUME
 from explorer.recipes import build_recipe, config_hash, set_path
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.session import Session, TrainSession, TuneSession
@@ -44,7 +45,7 @@ def run_worker(job: dict, session: Session) -> dict:
     the end, selecting their epoch on validation).
     """
     from explorer.data import load_data
-    from explorer.train.finetune import RESUME, check_validation, drop_resume_state, finetune_loop
+    from explorer.train.finetune import check_validation, drop_resume_state, finetune_loop
     from explorer.train.pretrain import ensure_encoder
 
     t0 = time.time()

@@ -1,4 +1,4 @@
-"""From a validated spec to Ray Tune parts: the Optuna searcher, ASHA, the Tuner.
+"""From a validated spec to Ray Tune parts: the Optuna searcher, ASHA, and a restored Tuner.
 
 Two traps from the Ray 2.60 notes are handled here:
 
@@ -19,10 +19,9 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search.optuna import OptunaSearch
 
+from explorer.names import METRIC, MODE
+from explorer.progress import Progress
 from explorer.spec import LoadedSpec
-from explorer.train.finetune import METRIC
-
-MODE = "max"
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -34,19 +33,28 @@ class ResumableOptunaSearch(OptunaSearch):
     final value, so the report is dropped instead of crashing the driver.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        #: The journal this process must use after a restore (``use_journal``); None: the one
+        #: the searcher was built with.
+        self.journal: str | None = None
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         with contextlib.suppress(UpdateFinishedTrialError):
             super().on_trial_result(trial_id, result)
 
-    #: This process' experiment journal, set before a restore (``run_search``). Tune pickles
-    #: the searcher with the journal's absolute path, and the experiment may have moved since
-    #: (another machine's mirror of an S3 storage, a mount at a new path).
-    journal: str | None = None
+    def use_journal(self, path: str | Path) -> None:
+        """Make a restore read and write the study in the journal at ``path``. Tune pickles the
+        searcher with the journal's absolute path, and the experiment may have moved since
+        (another machine's mirror of an S3 storage, a mount at a new path)."""
+        self.journal = str(path)
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
-        """Restore, then make the study read and write ``journal`` (see above)."""
-        super().restore_from_dir(checkpoint_dir)
-        if type(self).journal is None:
+        """Restore the state Tune saved, then point the study at ``journal`` (see above)."""
+        journal = getattr(self, "journal", None)  # a searcher pickled before it had one: None
+        super().restore_from_dir(checkpoint_dir)  # replaces __dict__, journal included
+        self.journal = journal
+        if journal is None:
             return
         from optuna.storages.journal import JournalFileBackend
 
@@ -56,7 +64,7 @@ class ResumableOptunaSearch(OptunaSearch):
                                        *(t.storage for t in self._ot_trials.values()))
                     if s is not None}
         for storage in storages.values():
-            storage._backend = JournalFileBackend(type(self).journal)
+            storage._backend = JournalFileBackend(journal)
 
 
 def _matches(value: Any, wanted: Any) -> bool:
@@ -128,45 +136,25 @@ def trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def trial_resources(recipe) -> dict:
-    """What one trial reserves. Inline: the worker itself. TorchTrainer: a near-free driver actor
-    (the Train workers take their own placement group)."""
-    r = recipe.resources
-    if r.mode == "inline":
-        res = {"CPU": r.cpus_per_worker}
-        if r.gpus_per_worker:
-            res["GPU"] = r.gpus_per_worker
-        return res
-    return {"CPU": 0.01}
+def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path | None = None,
+                  started=None):
+    """``Tuner.restore`` of the Tune experiment at ``path``, pointed at this process.
 
-
-def fits(recipe, cluster: dict, nodes: list[dict] | None = None) -> tuple[bool, str]:
-    """Whether one trial can ever start on this cluster (else Ray Train retries forever).
-
-    ``cluster``: total resources; ``nodes``: each alive node's resources (one worker must fit
-    on one node).
+    What Tune restores was pickled by the process that started the experiment, maybe on
+    another machine: the searcher is given ``journal`` (this process' path to the study), and
+    the progress callback ``started`` (an event, which pickles cannot carry). Ray 2.60 has no
+    public accessor for the restored searcher and callbacks; ``Tuner._local_tuner`` holds the
+    objects ``tuner.pkl`` held, and ``fit()`` uses them as they are.
     """
-    r = recipe.resources
-    need_cpu = r.workers * r.cpus_per_worker + (0.01 if r.mode == "torch_trainer" else 0)
-    need_gpu = r.workers * r.gpus_per_worker
-    have_cpu, have_gpu = cluster.get("CPU", 0), cluster.get("GPU", 0)
-    what = (f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs ({r.workers} workers x "
-            f"{r.cpus_per_worker:g} CPUs, {r.gpus_per_worker:g} GPUs)")
-    if need_cpu > have_cpu + 1e-9 or need_gpu > have_gpu + 1e-9:
-        return False, (f"{what}, but the cluster has {have_cpu:g} CPUs and {have_gpu:g} GPUs "
-                       "in all")
-    if nodes and not any(n.get("CPU", 0) + 1e-9 >= r.cpus_per_worker
-                         and n.get("GPU", 0) + 1e-9 >= r.gpus_per_worker for n in nodes):
-        return False, (f"{what}, but no single node has {r.cpus_per_worker:g} CPUs and "
-                       f"{r.gpus_per_worker:g} GPUs for one worker")
-    return True, ""
+    from ray import tune
 
-
-def concurrency(recipe, cluster: dict, wanted: int | None) -> int:
-    r = recipe.resources
-    per_cpu = r.workers * r.cpus_per_worker
-    n = int(cluster.get("CPU", 1) // per_cpu) if per_cpu else 1
-    if r.gpus_per_worker:
-        n = min(n, int(cluster.get("GPU", 0) // (r.workers * r.gpus_per_worker)))
-    n = max(1, n)
-    return min(n, wanted) if wanted else n
+    tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                               resume_errored=resume_errored)
+    internal = tuner._local_tuner  # None only through a Ray Client (ray://), not supported
+    searcher = internal._tune_config.search_alg
+    if journal is not None and isinstance(searcher, ResumableOptunaSearch):
+        searcher.use_journal(journal)
+    for callback in internal.get_run_config().callbacks or []:
+        if isinstance(callback, Progress):
+            callback.started = started
+    return tuner

@@ -4,7 +4,7 @@ Every CLI case runs the real ``python -m explorer.search`` in-process at smoke s
 files written here, and checks that stderr is exactly one ``error: ...`` line naming what is
 at fault, and that no file under the test's folder (storage, reports, data, checkpoints, the
 working directory) was created, deleted or rewritten. All of them must stop before Ray starts:
-``Pipeline.connect`` is replaced by a tripwire, so a case that slips through fails fast
+``explorer.cluster.connect`` is replaced by a tripwire, so a case that slips through fails fast
 instead of launching a cluster. stderr is read as a fresh process would print it (pytest's own
 log and warning capture would hide a stray warning line). Malformed specs are in
 ``test_spec.py``.
@@ -30,10 +30,10 @@ import yaml
 from PIL import Image
 
 import explorer.metrics  # noqa: F401  (sklearn: imported here, not inside the first test's time)
+from explorer import cluster
 from explorer.data import FINDINGS, DataConfig, load_data
 from explorer.experiment import Experiment
 from explorer.models import create_mae
-from explorer.pipeline import Pipeline
 from explorer.search import main
 from explorer.spec import load_spec
 from explorer.train.finetune import check_validation
@@ -48,11 +48,11 @@ SMOKE = ("--set", "scale=smoke")
 def _no_ray(monkeypatch, tmp_path):
     """Fail (instead of starting Ray) if a bad input gets past the checks; run from tmp_path so
     default paths (runs/, reports/) land where the snapshot sees them."""
-    def tripwire(self, address):
-        raise AssertionError("reached Pipeline.connect: this bad input was not refused "
+    def tripwire(address, verbose):
+        raise AssertionError("reached cluster.connect: this bad input was not refused "
                              "before Ray starts")
 
-    monkeypatch.setattr(Pipeline, "connect", tripwire)
+    monkeypatch.setattr(cluster, "connect", tripwire)
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
 

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from explorer import remote
+from explorer.locks import FileLock, ObjectLock
 from explorer.storage import Store, open_store
 
 
@@ -119,7 +120,7 @@ def test_delete_removes_both_copies(store, s3):
 
 
 def test_background_sync_pushes_while_running_and_at_the_end(store, s3, monkeypatch):
-    monkeypatch.setattr(remote, "SYNC_S", 0.2)
+    monkeypatch.setenv("CXR_EXPLORER_SYNC_S", "0.2")  # read when the sync starts
     with store.syncing("exp", skip_dirs=("trials",), last=("optuna.journal",)):
         write(store, "exp/experiment.json", "{}")
         end = time.time() + 10
@@ -131,8 +132,8 @@ def test_background_sync_pushes_while_running_and_at_the_end(store, s3, monkeypa
 
 
 def test_object_locks_exclude_each_other_and_a_dead_holders_lock_expires(store):
-    def lock(owner: str) -> remote.ObjectLock:
-        return remote.ObjectLock(store.remote, "_encoders/k/lock", owner, ttl=1.5,
+    def lock(owner: str) -> ObjectLock:
+        return ObjectLock(store.remote, "_encoders/k/lock", owner, ttl=1.5,
                                  heartbeat=0.3, settle=0.2)
 
     a, b = lock("trial-a"), lock("trial-b")
@@ -155,7 +156,7 @@ def test_object_locks_exclude_each_other_and_a_dead_holders_lock_expires(store):
 def test_of_callers_racing_for_an_object_lock_exactly_one_wins(store):
     import threading
 
-    locks = [remote.ObjectLock(store.remote, "_baselines/k/lock", f"trial-{i}", ttl=30,
+    locks = [ObjectLock(store.remote, "_baselines/k/lock", f"trial-{i}", ttl=30,
                                heartbeat=5, settle=0.5) for i in range(4)]
     start = threading.Barrier(len(locks))
     won: list[bool] = [False] * len(locks)
@@ -191,13 +192,12 @@ def test_lock_objects_never_travel_with_pushes_and_pulls(store, s3):
 
 def test_file_locks_exclude_each_other_and_a_dead_holders_lock_is_broken(tmp_path, monkeypatch):
     """The file-system counterpart (same interface, ``HeartbeatLock``): O_EXCL, a heartbeat
-    that keeps the file fresh, and a stale lock broken after ``LOCK_STALE_S``."""
-    from explorer import storage
-
-    monkeypatch.setattr(storage, "LOCK_STALE_S", 1.0)
-    monkeypatch.setattr(storage.FileLock, "heartbeat", 0.2)
+    that keeps the file fresh, and a stale lock broken after its ttl
+    (``CXR_EXPLORER_LOCK_STALE_S``, read when the lock is made)."""
+    monkeypatch.setenv("CXR_EXPLORER_LOCK_STALE_S", "1.0")
     store = Store(tmp_path)
     a, b = store.lock("_encoders/k/lock", "trial-a"), store.lock("_encoders/k/lock", "trial-b")
+    assert isinstance(a, FileLock) and a.ttl == 1.0 and a.heartbeat == 0.5
     assert a.try_acquire()
     assert not b.try_acquire()
     time.sleep(1.5)  # a's heartbeat keeps it fresh

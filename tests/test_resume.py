@@ -26,12 +26,13 @@ SETS = ["scale=smoke", "search.num_samples=4", "baselines=[]", "search.points_to
         "search.scheduler.type=none"]
 
 
-def start(storage: Path, *extra: str) -> subprocess.Popen:
+def start(storage: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    """The search as a user starts it, in its own process (``env``: its environment)."""
     cmd = [sys.executable, "-m", "explorer.search", str(REPO / "search_spaces" / "mask_ratio.yaml"),
            "--storage", str(storage), "--reports", str(storage / "reports"), "--address", "local",
            *[a for s in SETS for a in ("--set", s)], *extra]  # later --set values win
     log = open(storage / f"driver-{time.time_ns()}.log", "w")  # noqa: SIM115 - closed by the OS
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=storage)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=storage, env=env)
 
 
 def wait_for(what: str, pred, proc: subprocess.Popen, timeout: float = 240) -> None:

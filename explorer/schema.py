@@ -1,10 +1,21 @@
-"""Turning pydantic validation errors into one line a user can act on."""
+"""What every typed configuration here shares: unknown keys are refused, and a pydantic error
+becomes one line a user can act on (``where: key: message (did you mean ...?)``).
+
+The recipe (``explorer.config``), its ``data:`` section (``explorer.data.config``) and the search
+spec (``explorer.spec``) all build on ``Strict``.
+"""
 
 from __future__ import annotations
 
 import difflib
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Strict(BaseModel):
+    """A model that refuses keys it does not declare (a misspelt key is an error, never ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _loc_str(loc: tuple) -> str:

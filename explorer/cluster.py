@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from explorer.errors import UserError, error_line
-from explorer.remote import MIRROR_ENV
+from explorer.storage.remote import MIRROR_ENV
 
 #: What Tune reads from the driver's environment, as a search needs it.
 TUNE_ENV = {

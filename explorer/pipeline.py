@@ -124,8 +124,8 @@ class Pipeline:
         return 130
 
     def collect(self, states, runs, finalists) -> None:
-        from explorer.collect import collect
-        from explorer.provenance import run_meta
+        from explorer.results.collect import collect
+        from explorer.results.provenance import run_meta
 
         ctx = self.ctx
         collect(ctx.exp.dir, ctx.exp.store, list(ctx.loaded.spec.search.params), ctx.data,

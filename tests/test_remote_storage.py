@@ -1,4 +1,4 @@
-"""Experiment storage in S3 (``explorer.remote``), against a real S3 API on 127.0.0.1 (moto).
+"""Experiment storage in S3 (``explorer.storage.remote``), against a real S3 API (moto, local).
 
 What is checked here is the contract the rest of the code relies on: a pull makes the mirror
 equal to the storage (weights on demand), a push uploads what changed and removes what was
@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from explorer import remote
-from explorer.locks import FileLock, ObjectLock
-from explorer.storage import Store, open_store
+from explorer.storage import Store, open_store, remote
+from explorer.storage.locks import FileLock, ObjectLock
 
 
 @pytest.fixture

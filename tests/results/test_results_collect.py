@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from explorer.collect import collect, trial_status
 from explorer.metrics import per_class_auc
 from explorer.results import TABLES, load_results
+from explorer.results.collect import collect, trial_status
 from explorer.storage import ENCODERS, Store
 from explorer.train.artifacts import TrialArtifacts
 

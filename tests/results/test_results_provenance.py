@@ -11,7 +11,7 @@ from explorer.cluster import Cluster
 from explorer.context import RunContext, RunInputs
 from explorer.experiment import Experiment
 from explorer.names import BOOTSTRAP_SEED, METRIC, MODE
-from explorer.provenance import run_meta, versions
+from explorer.results.provenance import run_meta, versions
 
 SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "layer_decay.yaml"
 

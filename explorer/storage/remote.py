@@ -14,8 +14,8 @@ moves files at fixed points, each owned by exactly one writer:
 An object store has no atomic rename and no exclusive create, so: a single upload is the
 unit of atomicity (an object appears whole when its upload completes, or not at all), and the
 cross-node locks that keep two trials from pre-training one encoder are lock objects with a
-heartbeat, written then read back (``ObjectLock``). Files are read by pyarrow's file systems; the
-URI takes pyarrow's options, e.g. ``s3://b/p?endpoint_override=host:9000&scheme=http``.
+heartbeat, written then read back (``locks.ObjectLock``). Files are read by pyarrow's file
+systems; the URI takes pyarrow's options, e.g. ``s3://b/p?endpoint_override=host:9000&scheme=http``.
 Credentials come from each node's environment or instance role, never from the URI.
 """
 
@@ -33,8 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from explorer.atomic import atomic_path
 from explorer.errors import StorageError, error_line
+from explorer.storage.atomic import atomic_path
 
 MIRROR_ENV = "CXR_EXPLORER_MIRROR"
 SYNC_ENV = "CXR_EXPLORER_SYNC_S"

@@ -1,4 +1,4 @@
-"""Gathering trial records into the results store (``explorer.results``) after a search.
+"""Gathering trial records into the results store (``explorer.results.store``) after a search.
 
 Reads only files: each trial's artifacts folder, the shared encoder and baseline caches, and the
 trial states Tune reported. The report is then built from the tables written here.
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from explorer.metrics import per_class_auc
-from explorer.results import PARAM_PREFIX, write_results
+from explorer.results.store import PARAM_PREFIX, write_results
 from explorer.storage import ENCODERS, Store, as_store, read_json
 from explorer.train.artifacts import TrialArtifacts
 

@@ -124,7 +124,7 @@ class FileLock(HeartbeatLock):
 
 
 class ObjectStore(Protocol):
-    """What ``ObjectLock`` needs of a remote storage (``explorer.remote.Remote``)."""
+    """What ``ObjectLock`` needs of a remote storage (``explorer.storage.remote.Remote``)."""
 
     def read_bytes(self, rel: str) -> bytes: ...
     def write_bytes(self, rel: str, data: bytes) -> None: ...

@@ -3,7 +3,7 @@
 Every writer here goes through ``atomic_path``: the content goes to a temporary name beside the
 target (same folder, so the same file system), then ``os.replace`` puts it in place in one
 step, on local disks and on NFS alike. The temporary names end in ``.tmp`` and start with a dot,
-so a remote storage's mirror never uploads one (``explorer.remote``).
+so a remote storage's mirror never uploads one (``explorer.storage.remote``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Experiment storage: where runs, shared encoders and cached baselines live.
+"""``Store``: the storage root (a folder, a shared mount, or an object store through a mirror).
 
 The storage root (``--storage``, default ``runs/``) holds one folder per experiment plus caches
 shared by every experiment in it::
@@ -10,7 +10,7 @@ shared by every experiment in it::
 Files are written atomically (temporary name, then rename), so a reader on any node sees
 either nothing or a whole file. On a cluster the root must be a shared file system mounted at
 the same path on every node, or an object store (``s3://...``) that every process reaches
-through a local mirror (``explorer.remote``); ``Store`` hides which.
+through a local mirror (``explorer.storage.remote``); ``Store`` hides which.
 """
 
 from __future__ import annotations
@@ -20,23 +20,9 @@ import functools
 import os
 from pathlib import Path
 
-from explorer.atomic import (
-    atomic_path,
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    read_json,
-)
 from explorer.errors import StorageError
-from explorer.locks import FileLock, ObjectLock, lock_timing
-from explorer.remote import Remote, shown
-
-__all__ = [
-    "BASELINES", "ENCODERS", "FileLock", "ObjectLock", "Store", "as_store", "atomic_path",
-    "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-    "check_writable", "open_store", "read_json",
-]
+from explorer.storage.locks import FileLock, ObjectLock, lock_timing
+from explorer.storage.remote import Remote, shown
 
 ENCODERS = "_encoders"
 BASELINES = "_baselines"

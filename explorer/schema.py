@@ -1,8 +1,8 @@
 """What every typed configuration here shares: unknown keys are refused, and a pydantic error
 becomes one line a user can act on (``where: key: message (did you mean ...?)``).
 
-The recipe (``explorer.config``), its ``data:`` section (``explorer.data.config``) and the search
-spec (``explorer.spec``) all build on ``Strict``.
+The recipe (``explorer.spec.config``), its ``data:`` section (``explorer.data.config``) and
+the search spec (``explorer.spec.search_spec``) all build on ``Strict``.
 """
 
 from __future__ import annotations

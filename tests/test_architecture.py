@@ -119,8 +119,8 @@ def test_no_hidden_module_level_state():
 def test_the_run_facts_import_without_torch():
     """The metric, the architectures, the searcher and the progress lines are strings and
     dicts: reading them must not import torch (the driver's stages should not pay for it)."""
-    code = ("import sys; import explorer.names, explorer.tuning, explorer.progress, "
-            "explorer.pipeline, explorer.config, explorer.storage, explorer.spec, "
+    code = ("import sys; import explorer.names, explorer.search.tuning, explorer.search.progress, "
+            "explorer.search.pipeline, explorer.spec.config, explorer.storage, explorer.spec, "
             "explorer.train.artifacts; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO)

@@ -4,9 +4,9 @@ Every CLI case runs the real ``python -m explorer.search`` in-process at smoke s
 files written here, and checks that stderr is exactly one ``error: ...`` line naming what is
 at fault, and that no file under the test's folder (storage, reports, data, checkpoints, the
 working directory) was created, deleted or rewritten. All of them must stop before Ray starts:
-``explorer.cluster.connect`` is replaced by a tripwire, so a case that slips through fails fast
-instead of launching a cluster. stderr is read as a fresh process would print it (pytest's own
-log and warning capture would hide a stray warning line). Malformed specs are in
+``explorer.search.cluster.connect`` is replaced by a tripwire, so a case that slips through
+fails fast instead of launching a cluster. stderr is read as a fresh process would print it
+(pytest's own log and warning capture would hide a stray warning line). Malformed specs are in
 ``test_spec.py``.
 """
 
@@ -30,11 +30,11 @@ import yaml
 from PIL import Image
 
 import explorer.metrics  # noqa: F401  (sklearn: imported here, not inside the first test's time)
-from explorer import cluster
 from explorer.data import FINDINGS, DataConfig, load_data
-from explorer.experiment import Experiment
 from explorer.models import create_mae
-from explorer.search import main
+from explorer.search import cluster
+from explorer.search.cli import main
+from explorer.search.experiment import Experiment
 from explorer.spec import load_spec
 from explorer.train.finetune import check_validation
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.recipes import SCALES, config_hash, resolve_recipe
+from explorer.spec.recipes import SCALES, config_hash, resolve_recipe
 from explorer.train.common import plan_steps
 
 PAPER_VIT_S = {

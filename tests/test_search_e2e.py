@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import ray
 
-from explorer.search import main
+from explorer.search.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = REPO / "search_spaces"

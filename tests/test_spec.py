@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from explorer.recipes import SCALES, get_path, resolve_recipe
-from explorer.search import main
+from explorer.search.cli import main
 from explorer.spec import load_spec
+from explorer.spec.recipes import SCALES, get_path, resolve_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

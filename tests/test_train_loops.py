@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.config import FinetuneConfig
 from explorer.data import load_data
-from explorer.recipes import resolve_recipe
+from explorer.spec.config import FinetuneConfig
+from explorer.spec.recipes import resolve_recipe
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.common import plan_steps
 from explorer.train.finetune import METRIC, finetune_loop, make_mixup

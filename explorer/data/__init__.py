@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from explorer.data.dataset import XrayDataset
     from explorer.data.transforms import build_transform
 
-# Imported on first use (PEP 562): they need torch, and the recipe schema (``explorer.config``
+# Imported on first use (PEP 562): they need torch, and the recipe schema (``explorer.spec.config``
 # imports ``explorer.data.config``) must not import torch into the search's driver.
 _TORCH_NAMES = {"XrayDataset": "explorer.data.dataset",
                 "build_transform": "explorer.data.transforms"}

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import yaml
 
 from explorer.names import BOOTSTRAP_SEED, METRIC_DESCRIPTION, MODE
-from explorer.recipes import REPO_ROOT, config_hash
+from explorer.spec.recipes import REPO_ROOT, config_hash
 
 if TYPE_CHECKING:
-    from explorer.context import RunContext
+    from explorer.search.context import RunContext
 
 PACKAGES = ("torch", "timm", "ray", "optuna", "scikit-learn", "numpy", "pandas", "pyarrow",
             "plotly", "pydantic", "cxr-recipe-explorer")

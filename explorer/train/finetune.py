@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from explorer.config import Recipe
 from explorer.errors import DataError
 from explorer.names import METRIC, RESUME
+from explorer.spec.config import Recipe
 from explorer.storage import atomic_torch_save
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.common import (
@@ -77,7 +77,7 @@ def predict(model: torch.nn.Module, dataset, device: torch.device, batch_size: i
             ) -> np.ndarray:
     """Sigmoid probabilities [N, C] in dataset order, computed in float32 even where training
     uses bf16 autocast: bf16 logits keep 8 significant bits, so close scores tie and every AUC
-    computed from them is pulled towards 0.5 (measured on an H200: BENCHMARKS.md, section 7)."""
+    computed from them is pulled towards 0.5 (measured on an H200: docs/benchmarks.md, sec. 7)."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out = []

@@ -20,7 +20,7 @@ SEARCHED = ["finetune.layer_decay"]
 @pytest.fixture(scope="module")
 def data():
     from explorer.data import load_data
-    from explorer.recipes import resolve_recipe
+    from explorer.spec.recipes import resolve_recipe
 
     return load_data(resolve_recipe("mae_vit_small_xray", "smoke").data)
 

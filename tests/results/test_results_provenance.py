@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from explorer.cluster import Cluster
-from explorer.context import RunContext, RunInputs
-from explorer.experiment import Experiment
 from explorer.names import BOOTSTRAP_SEED, METRIC, MODE
 from explorer.results.provenance import run_meta, versions
+from explorer.search.cluster import Cluster
+from explorer.search.context import RunContext, RunInputs
+from explorer.search.experiment import Experiment
 
 SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "layer_decay.yaml"
 

@@ -8,7 +8,7 @@ import threading
 from ray.tune.experiment import Trial
 
 from explorer.names import METRIC
-from explorer.progress import Progress
+from explorer.search.progress import Progress
 
 
 def _trial(status: str, epoch: int, best: float | None, **config) -> Trial:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from explorer import cluster
-from explorer.context import RunInputs, absolute_paths, baseline_key
 from explorer.errors import CheckpointError, UserError
-from explorer.experiment import Experiment
-from explorer.resources import concurrency, fits, trial_resources
+from explorer.search import cluster
+from explorer.search.context import RunInputs, absolute_paths, baseline_key
+from explorer.search.experiment import Experiment
+from explorer.search.resources import concurrency, fits, trial_resources
 from explorer.spec import load_spec
 
 SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -114,7 +114,7 @@ def test_one_node_needs_no_shared_storage_check(tmp_path):
 
 
 def test_prepare_loads_the_data_and_checks_every_weights_file(smoke_loaded, tmp_path):
-    from explorer.pipeline import prepare
+    from explorer.search.pipeline import prepare
 
     data = prepare(RunInputs(smoke_loaded))
     assert len(data.val) and data.fingerprint

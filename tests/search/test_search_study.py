@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from explorer.study import load_study, settle_study
+from explorer.search.study import load_study, settle_study
+from explorer.search.tuning import optuna_storage
 from explorer.train.artifacts import TrialArtifacts
-from explorer.tuning import optuna_storage
 
 DIST = {"pretrain.mask_ratio": optuna.distributions.FloatDistribution(0.5, 0.95)}
 

@@ -8,19 +8,19 @@ import threading
 
 import pytest
 
-from explorer.cluster import Cluster
-from explorer.context import RunContext, RunInputs
 from explorer.data.bundle import Split
-from explorer.evaluate import score_finalist, score_test
-from explorer.experiment import Experiment
 from explorer.names import RESUME
-from explorer.pipeline import _Background
-from explorer.recipes import build_recipe
-from explorer.stages import baseline_runs, finalists_of, is_done, prune_resume_states
+from explorer.search.cluster import Cluster
+from explorer.search.context import RunContext, RunInputs
+from explorer.search.evaluate import score_finalist, score_test
+from explorer.search.experiment import Experiment
+from explorer.search.pipeline import _Background
+from explorer.search.stages import baseline_runs, finalists_of, is_done, prune_resume_states
+from explorer.search.trial import run_worker, trial_recipe_dict
+from explorer.spec.recipes import build_recipe
 from explorer.storage import Store
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.session import LocalSession
-from explorer.trial import run_worker, trial_recipe_dict
 
 
 @pytest.fixture(scope="module")

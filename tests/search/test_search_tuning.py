@@ -1,5 +1,5 @@
-"""The Optuna searcher and ASHA as ``explorer.tuning`` builds them, with real Optuna studies and
-journals (no Ray instance: Ray's ``OptunaSearch`` runs in-process)."""
+"""The Optuna searcher and ASHA as ``explorer.search.tuning`` builds them, with real Optuna
+studies and journals (no Ray instance: Ray's ``OptunaSearch`` runs in-process)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import optuna
 import pytest
 
 from explorer.names import METRIC
-from explorer.spec import load_spec
-from explorer.tuning import (
+from explorer.search.tuning import (
     ResumableOptunaSearch,
     build_scheduler,
     build_searcher,
@@ -20,6 +19,7 @@ from explorer.tuning import (
     suggest_space,
     trial_dirname,
 )
+from explorer.spec import load_spec
 
 SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from explorer.cluster import Cluster
-from explorer.config import Recipe
-from explorer.experiment import Experiment
-from explorer.recipes import config_hash
+from explorer.search.cluster import Cluster
+from explorer.search.experiment import Experiment
 from explorer.spec import LoadedSpec
+from explorer.spec.config import Recipe
+from explorer.spec.recipes import config_hash
 from explorer.storage import BASELINES
 
 #: Recipe fields holding a user's path: resolved once, as trials run in other folders.

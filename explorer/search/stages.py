@@ -10,20 +10,20 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from explorer.context import RunContext, absolute_paths, baseline_key, baseline_rel
 from explorer.errors import error_line
 from explorer.names import METRIC, MODE, RESUME
-from explorer.progress import Progress
-from explorer.resources import concurrency, trial_resources
-from explorer.train.artifacts import TrialArtifacts
-from explorer.trial import baseline_trainable, search_trainable
-from explorer.tuning import (
+from explorer.search.context import RunContext, absolute_paths, baseline_key, baseline_rel
+from explorer.search.progress import Progress
+from explorer.search.resources import concurrency, trial_resources
+from explorer.search.trial import baseline_trainable, search_trainable
+from explorer.search.tuning import (
     build_scheduler,
     build_searcher,
     journal_path,
     restore_tuner,
     trial_dirname,
 )
+from explorer.train.artifacts import TrialArtifacts
 
 FINISHED = ("TERMINATED", "ERROR")
 
@@ -87,7 +87,7 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
     """
     from ray import tune
 
-    from explorer.study import settle_study
+    from explorer.search.study import settle_study
 
     exp = ctx.exp
     context = {"run": exp.name, "store": exp.store, "base_recipe": ctx.base_dict}
@@ -198,7 +198,7 @@ def finalists_of(ctx: RunContext, states) -> list[str]:
 def score_finalists(ctx: RunContext, states) -> list[str]:
     import ray
 
-    from explorer.evaluate import score_finalist
+    from explorer.search.evaluate import score_finalist
 
     finalists = finalists_of(ctx, states)
     if len(ctx.data.test) == 0:

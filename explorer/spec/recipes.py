@@ -11,13 +11,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from explorer.config import Recipe
 from explorer.errors import SpecError
 from explorer.names import family_of
 from explorer.schema import one_line
+from explorer.spec.config import Recipe
 
 SCALES = ("smoke", "cpu", "paper")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # explorer/spec/recipes.py -> the project
 
 
 def recipe_dirs() -> list[Path]:

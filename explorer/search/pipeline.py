@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from explorer.context import RunContext, RunInputs, absolute_paths
 from explorer.names import CNN_ARCHS
+from explorer.search.context import RunContext, RunInputs, absolute_paths
 
 
 def prepare(inputs: RunInputs):
@@ -89,7 +89,7 @@ class Pipeline:
             return self._run(extend, retry_failed)
 
     def _run(self, extend: int, retry_failed: bool) -> int:
-        from explorer.stages import run_baselines, run_search, score_finalists
+        from explorer.search.stages import run_baselines, run_search, score_finalists
 
         ctx = self.ctx
         # The baselines run beside the search (a second Tuner in a thread): the cluster's idle

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from explorer.search.tuning import optuna_storage
 from explorer.train.artifacts import TrialArtifacts
-from explorer.tuning import optuna_storage
 
 
 def load_study(run_dir: Path, name: str):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from explorer.config import Recipe
-from explorer.recipes import build_recipe, deep_merge, resolve_recipe_dict
+from explorer.spec.config import Recipe
+from explorer.spec.recipes import build_recipe, deep_merge, resolve_recipe_dict
 
 #: Fine-tuning fields that define the training budget; baselines copy them from the search.
 BUDGET_FIELDS = ("epochs", "warmup_epochs", "batch_size", "effective_batch", "batch_policy")

@@ -1,7 +1,7 @@
 """The typed recipe: everything one trial needs, from data to resources.
 
 A recipe is plain data (``recipes/*.yaml``) validated here. Scales (``smoke``, ``cpu``,
-``paper``) are overlays on it (see ``explorer.recipes``); searched parameters are dotted paths
+``paper``) are overlays on it (see ``explorer.spec.recipes``); searched parameters are dotted paths
 into it (``pretrain.mask_ratio``).
 """
 

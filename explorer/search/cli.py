@@ -91,11 +91,11 @@ def _check_name(name: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Every check that needs no Ray, then Ray, then the stages (``explorer.pipeline``)."""
-    from explorer import cluster
-    from explorer.context import RunContext, RunInputs
-    from explorer.dryrun import dry_run_text
-    from explorer.experiment import Experiment
+    """Every check that needs no Ray, then Ray, then the stages (``explorer.search.pipeline``)."""
+    from explorer.search import cluster
+    from explorer.search.context import RunContext, RunInputs
+    from explorer.search.dryrun import dry_run_text
+    from explorer.search.experiment import Experiment
     from explorer.spec import load_spec
     from explorer.storage import open_store
 
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.resume:
         print(f"nothing to resume at {exp.where}: starting the search", flush=True)
 
-    from explorer.pipeline import Pipeline, prepare
+    from explorer.search.pipeline import Pipeline, prepare
 
     inputs = RunInputs(loaded)
     data = prepare(inputs)  # bad data or weights fail here, before anything is written
@@ -139,6 +139,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"done in {time.time() - t0:.0f} s: report at {pipeline.report_path}", flush=True)
     return status
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from explorer.recipes import config_hash
 from explorer.spec import LoadedSpec, ParamSpace
+from explorer.spec.recipes import config_hash
 
 
 def describe_space(p: ParamSpace) -> str:

@@ -1,35 +1,24 @@
-"""The search spec (``search_spaces/*.yaml``): typed, validated, overridable with ``--set``.
+"""The search spec (``search_spaces/*.yaml``) as types: ``Spec`` and its parts, and
+``LoadedSpec``, a validated spec with what is derived from it (``load.load_spec`` makes one).
 
 A spec names a base recipe and a scale, may overlay any recipe section, and declares the searched
 parameters as dotted paths into the recipe (``pretrain.mask_ratio``), the searcher (Optuna TPE),
-the scheduler (ASHA on fine-tuning epochs) and the baselines. Every mistake is reported as one
-line naming the file and key, before anything is created on disk.
+the scheduler (ASHA on fine-tuning epochs) and the baselines.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from explorer.baselines import baseline_recipe
-from explorer.config import Recipe
-from explorer.errors import SpecError
-from explorer.recipes import (
-    SCALES,
-    build_recipe,
-    has_path,
-    read_yaml,
-    resolve_recipe_dict,
-    scale_search_defaults,
-    set_path,
-)
-from explorer.schema import Strict, one_line
+from explorer.schema import Strict
+from explorer.spec.baselines import baseline_recipe
+from explorer.spec.config import Recipe
+from explorer.spec.recipes import build_recipe, resolve_recipe_dict, scale_search_defaults
 
 Choice = None | bool | int | float | str
 #: Recipe sections whose values change what pre-training produces (and so its cache key).
@@ -188,7 +177,7 @@ class LoadedSpec:
         return self.spec.search.scheduler.max_t or self.base.finetune.epochs
 
     def baseline_recipe(self, b: BaselineSpec, seed: int, where: str) -> Recipe:
-        """Baseline ``b`` with ``seed``, like for like with this search (``explorer.baselines``)."""
+        """Baseline ``b`` with ``seed``, like for like with this search (``spec.baselines``)."""
         return baseline_recipe(self.base, self.spec.scale, b.recipe, b.overrides, seed, where)
 
     def baseline_recipes(self) -> list[tuple[BaselineSpec, int, Recipe]]:
@@ -213,96 +202,3 @@ class LoadedSpec:
         combos = math.prod(self.spec.search.params[p].n_values() for p in searched)
         n = int(min(self.spec.search.num_samples, combos))
         return n, f"searched pre-training parameters: {', '.join(searched)} (at most {n})"
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """``key.path=value`` with the value read as YAML (numbers, lists, null)."""
-    if "=" not in item:
-        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set scale=smoke")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[\w]+)*", key):
-        raise SpecError(f"--set {item!r}: '{key}' is not a dotted key such as data.root")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
-    return key, value
-
-
-def apply_sets(raw: dict, sets: list[str]) -> dict:
-    for item in sets:
-        key, value = parse_set(item)
-        set_path(raw, key, value)
-    return raw
-
-
-def load_spec(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
-    path = Path(path)
-    raw = read_yaml(path, "search spec")
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a search spec must be a mapping (see search_spaces/*.yaml)")
-    return validate_spec(apply_sets(raw, list(sets)), str(path), path)
-
-
-def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec:
-    try:
-        spec = Spec.model_validate(raw)
-    except ValidationError as err:
-        raise SpecError(one_line(err, Spec, where)) from None
-    if spec.scale not in SCALES:  # pragma: no cover - guarded by the Literal
-        raise SpecError(f"{where}: unknown scale {spec.scale}")
-    base_dict = resolve_recipe_dict(spec.recipe, spec.scale, spec.overlays())
-    base = build_recipe(base_dict, where=where)
-    loaded = LoadedSpec(spec=spec, path=path, raw=raw, base=base)
-    _check_params(loaded, base_dict, where)
-    _check_scheduler(loaded, where)
-    for b in spec.baselines:
-        _check_baseline(loaded, b, where)
-    return loaded
-
-
-def _check_params(loaded: LoadedSpec, base_dict: dict, where: str) -> None:
-    params = loaded.spec.search.params
-    full = loaded.base.model_dump(mode="json")
-    imported = loaded.base.pretrain.from_checkpoint
-    for name, space in params.items():
-        if imported and name.split(".")[0] in PRETRAIN_SECTIONS[:2]:
-            raise SpecError(f"{where}: search.params.{name}: has no effect, the encoder comes "
-                            f"from pretrain.from_checkpoint ({imported})")
-        if not has_path(full, name):
-            top = name.split(".")[0]
-            hint = f" (recipe sections: {', '.join(full)})" if top not in full else ""
-            raise SpecError(f"{where}: search.params.{name}: no such parameter in recipe "
-                            f"'{loaded.spec.recipe}'{hint}")
-        for other in (space.when or {}):
-            if other not in params:
-                raise SpecError(f"{where}: search.params.{name}.when: '{other}' is not a "
-                                "searched parameter")
-        for value in space.bounds():
-            try:
-                loaded.recipe_for({name: value})
-            except SpecError as err:
-                msg = str(err).removeprefix(f"trial parameters { {name: value} }: ")
-                raise SpecError(f"{where}: search.params.{name}: value {value!r} is not "
-                                f"accepted: {msg}") from None
-    for i, point in enumerate(loaded.spec.search.points_to_evaluate):
-        unknown = set(point) - set(params)
-        if unknown:
-            raise SpecError(f"{where}: search.points_to_evaluate[{i}]: "
-                            f"{sorted(unknown)[0]} is not a searched parameter")
-
-
-def _check_scheduler(loaded: LoadedSpec, where: str) -> None:
-    sched = loaded.spec.search.scheduler
-    epochs = loaded.base.finetune.epochs
-    if sched.max_t is not None and sched.max_t > epochs:
-        raise SpecError(f"{where}: search.scheduler.max_t ({sched.max_t}) exceeds the "
-                        f"fine-tuning budget finetune.epochs ({epochs})")
-    if sched.type == "asha" and sched.grace_period > loaded.max_t:
-        raise SpecError(f"{where}: search.scheduler.grace_period ({sched.grace_period}) exceeds "
-                        f"the fine-tuning budget ({loaded.max_t} epochs)")
-
-
-def _check_baseline(loaded: LoadedSpec, b: BaselineSpec, where: str) -> None:
-    loaded.baseline_recipe(b, seed=0, where=f"{where}: baselines ({b.recipe})")

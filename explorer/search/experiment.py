@@ -12,8 +12,8 @@ from pathlib import Path
 
 from explorer import __version__
 from explorer.errors import UserError
-from explorer.recipes import config_hash
 from explorer.spec import LoadedSpec, validate_spec
+from explorer.spec.recipes import config_hash
 from explorer.storage import Store, as_store, atomic_write_json, read_json
 
 

@@ -8,7 +8,7 @@ validation set.
 
 from __future__ import annotations
 
-from explorer.config import Recipe
+from explorer.spec.config import Recipe
 from explorer.storage import Store
 from explorer.train.artifacts import TrialArtifacts
 
@@ -45,7 +45,7 @@ def score_finalist(store: Store, rel: str) -> bool:
     import torch
 
     from explorer.data import load_data
-    from explorer.recipes import build_recipe
+    from explorer.spec.recipes import build_recipe
 
     store.pull(rel, exact=False)
     store.fetch(f"{rel}/best_model.pt")

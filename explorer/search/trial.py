@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.names import RESUME
-from explorer.recipes import build_recipe, config_hash, set_path
+from explorer.spec.recipes import build_recipe, config_hash, set_path
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.session import Session, TrainSession, TuneSession
 
@@ -81,7 +81,7 @@ def run_worker(job: dict, session: Session) -> dict:
         art.commit()
     def finish(summary: dict) -> None:
         if job.get("score_test"):
-            from explorer.evaluate import score_test
+            from explorer.search.evaluate import score_test
 
             score_test(recipe, data, art)
         art.write_json("done.json", {"finished": time.time(), **summary})

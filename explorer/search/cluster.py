@@ -109,7 +109,7 @@ def connect(address: str | None, verbose: bool) -> Cluster:
 
 def check_fit(recipe, cluster: Cluster) -> None:
     """One trial must fit on the cluster, or Ray Train would retry its worker group forever."""
-    from explorer.resources import fits
+    from explorer.search.resources import fits
 
     ok, why = fits(recipe, cluster.resources, cluster.node_resources)
     if not ok:

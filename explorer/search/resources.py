@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.config import Recipe
+from explorer.spec.config import Recipe
 
 
 def trial_resources(recipe: Recipe) -> dict:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # per test; a hang fails, not CI
 SETS = ["scale=smoke", "search.num_samples=3", "baselines=[]", "search.points_to_evaluate=[]",
         "search.params={pretrain.mask_ratio: {type: float, low: 0.5, high: 0.95}}"]
 

@@ -7,7 +7,7 @@ working directory) was created, deleted or rewritten. All of them must stop befo
 ``explorer.search.cluster.connect`` is replaced by a tripwire, so a case that slips through
 fails fast instead of launching a cluster. stderr is read as a fresh process would print it
 (pytest's own log and warning capture would hide a stray warning line). Malformed specs are in
-``test_spec.py``.
+``tests/spec/test_spec_load.py``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from explorer.search.experiment import Experiment
 from explorer.spec import load_spec
 from explorer.train.finetune import check_validation
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPACE = REPO / "search_spaces" / "layer_decay.yaml"   # searches no pre-training parameter
 SMOKE = ("--set", "scale=smoke")
 

@@ -14,7 +14,7 @@ from explorer.search.cli import main
 from explorer.spec import load_spec
 from explorer.spec.recipes import SCALES, get_path, resolve_recipe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
 VALID = yaml.safe_load((REPO / "search_spaces" / "mask_ratio.yaml").read_text())

@@ -16,9 +16,9 @@ import ray
 
 from explorer.search.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPACES = REPO / "search_spaces"
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # per test, fixtures included
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import optuna
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # per test; a hang fails, not CI
 
 # A continuous mask ratio: two trials with the same value would mean a trial ran twice.
 SETS = ["scale=smoke", "search.num_samples=4", "baselines=[]", "search.points_to_evaluate=[]",
@@ -88,6 +88,7 @@ def check_complete(run: Path, n: int) -> pd.DataFrame:
     return trials
 
 
+@pytest.mark.timeout(900)  # three drivers, two of them killed
 def test_kill9_twice_then_resume_finishes_exactly_num_samples(tmp_path):
     run = tmp_path / "mask_ratio"
     longer = ("--set", "finetune.epochs=30")  # a window of seconds to kill a trial mid-way

@@ -4,8 +4,8 @@ What is checked here is the contract the rest of the code relies on: a pull make
 equal to the storage (weights on demand), a push uploads what changed and removes what was
 deleted but never touches folders other processes own, the Optuna journal goes up last, and
 the cross-node lock objects exclude each other and expire. Unusable storage URIs are in the
-bad-input catalogue (test_bad_inputs.py). A whole search on S3, on a multi-node
-cluster, killed and resumed from another machine, is in test_cluster.py.
+bad-input catalogue (tests/search/test_search_bad_inputs.py). A whole search on S3, on a
+multi-node cluster, killed and resumed from another machine, is in tests/ray/test_cluster.py.
 """
 
 from __future__ import annotations

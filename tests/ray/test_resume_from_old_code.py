@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_resume import check_complete, done_files, kill9, start, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PINNED = "6670c0d7a33873396480ea731f3c1ba76a566531"  # main before issue 13's moves
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 

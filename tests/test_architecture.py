@@ -125,3 +125,22 @@ def test_the_run_facts_import_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+#: The layers, bottom first (docs/architecture.md): a module imports its own layer or lower.
+LAYERS = (("explorer", "explorer.names", "explorer.errors", "explorer.schema"),
+          ("explorer.data", "explorer.models", "explorer.metrics"),
+          ("explorer.spec",), ("explorer.storage",), ("explorer.train",), ("explorer.results",),
+          ("explorer.report",), ("explorer.search", "explorer.tuning", "explorer.progress"))
+
+
+def _layer(module: str) -> int:
+    best = max((p for layer in LAYERS for p in layer
+                if module == p or module.startswith(p + ".")), key=len)
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
+def test_imports_go_down_the_layers_only():
+    upward = [f"{name} -> {dep}" for name, path in MODULES.items()
+              for dep in _imports(name, path) if _layer(dep) > _layer(name)]
+    assert upward == []

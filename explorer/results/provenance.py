@@ -7,15 +7,12 @@ import os
 import platform
 import subprocess
 import time
-from typing import TYPE_CHECKING
 
 import yaml
 
 from explorer.names import BOOTSTRAP_SEED, METRIC_DESCRIPTION, MODE
 from explorer.spec.recipes import REPO_ROOT, config_hash
-
-if TYPE_CHECKING:
-    from explorer.search.context import RunContext
+from explorer.spec.search_spec import LoadedSpec
 
 PACKAGES = ("torch", "timm", "ray", "optuna", "scikit-learn", "numpy", "pandas", "pyarrow",
             "plotly", "pydantic", "cxr-recipe-explorer")
@@ -61,18 +58,23 @@ def hardware(cluster: dict) -> dict:
             "platform": platform.platform(), "ray_cluster": dict(cluster)}
 
 
-def run_meta(ctx: RunContext, runs: list[dict]) -> dict:
-    """``meta.json`` of the results store: everything above, for the run ``ctx``."""
-    loaded, spec, data, base = ctx.loaded, ctx.loaded.spec, ctx.data, ctx.base
+def run_meta(name: str, loaded: LoadedSpec, base_dict: dict, data, cluster: dict,
+             stage_times: dict, runs: list[dict]) -> dict:
+    """``meta.json`` of the results store: everything above, for one run.
+
+    ``base_dict``: the base recipe as trials got it (absolute paths); ``data``: its
+    ``DataBundle``; ``cluster``: Ray's resources; ``runs``: the baseline runs.
+    """
+    spec, base = loaded.spec, loaded.base.model_validate(base_dict)
     return {
-        "name": ctx.exp.name,
+        "name": name,
         "spec": loaded.raw,
         "spec_yaml": yaml.safe_dump(loaded.raw, sort_keys=False),
         "spec_path": str(loaded.path) if loaded.path else None,
         "spec_hash": config_hash(loaded.raw),
         "recipe": spec.recipe,
         "scale": spec.scale,
-        "base_recipe": ctx.base_dict,
+        "base_recipe": base_dict,
         "base_config_hash": config_hash(loaded.base),
         "metric": METRIC_DESCRIPTION,
         "mode": MODE,
@@ -91,7 +93,7 @@ def run_meta(ctx: RunContext, runs: list[dict]) -> dict:
         "bootstrap": spec.bootstrap,
         "versions": versions(),
         "git_commit": git_commit(),
-        "hardware": hardware(ctx.cluster.resources),
-        "stage_wall_s": ctx.exp.stage_times(),
+        "hardware": hardware(cluster),
+        "stage_wall_s": stage_times,
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

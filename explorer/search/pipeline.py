@@ -128,8 +128,10 @@ class Pipeline:
         from explorer.results.provenance import run_meta
 
         ctx = self.ctx
+        meta = run_meta(ctx.exp.name, ctx.loaded, ctx.base_dict, ctx.data,
+                        ctx.cluster.resources, ctx.exp.stage_times(), runs)
         collect(ctx.exp.dir, ctx.exp.store, list(ctx.loaded.spec.search.params), ctx.data,
-                states, runs, finalists, run_meta(ctx, runs))
+                states, runs, finalists, meta)
 
     def report(self) -> None:
         from explorer.names import BOOTSTRAP_SEED

@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # per test, fixtures i
 
 @pytest.fixture(scope="module")
 def ray_2cpu():
-    ray.init(num_cpus=2, include_dashboard=None)
+    # A private local Ray, as the CLI starts: never a cluster someone else started on this
+    # machine (Ray's default address would join it, and refuse num_cpus).
+    ray.init(address="local", num_cpus=2, include_dashboard=None)
     yield
     ray.shutdown()
 

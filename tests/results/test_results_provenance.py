@@ -32,7 +32,8 @@ def ctx(tmp_path_factory):
 def test_meta_names_spec_seeds_data_versions_and_timings(ctx):
     runs = [{"run_id": "densenet121_baseline-s1-abc", "recipe_name": "densenet121_baseline",
              "label": "densenet121 seed 1", "seed": 1, "key": "abc", "cached": True}]
-    meta = run_meta(ctx, runs)
+    meta = run_meta(ctx.exp.name, ctx.loaded, ctx.base_dict, ctx.data, ctx.cluster.resources,
+                    ctx.exp.stage_times(), runs)
     assert meta["name"] == "layer_decay" and meta["scale"] == "smoke"
     assert METRIC in meta["metric"] and meta["mode"] == MODE
     assert meta["seeds"] == {"recipe": 7, "split": 0, "searcher": 0,
@@ -53,7 +54,7 @@ def test_a_report_rebuilt_with_another_seed_says_which_it_used(ctx, tmp_path):
     from explorer.report.repro import get_repro_info
     from explorer.results import Results
 
-    meta = run_meta(ctx, [])
+    meta = run_meta(ctx.exp.name, ctx.loaded, ctx.base_dict, ctx.data, {}, {}, [])
     empty = Results(meta, *[pd.DataFrame()] * 8)
     facts = dict(get_repro_info(empty, bootstrap_seed=5).facts)
     assert facts["seeds"]["bootstrap"] == 5

@@ -28,12 +28,13 @@ def prune_resume_states(store, run: str, states) -> None:
     of trials lost to an interruption (started after Tune's last experiment snapshot, so a
     resume ran them again under a new id): none of them is ever resumed. Errored trials keep
     theirs for ``--retry-failed``. ``run``: the experiment folder in ``store``."""
-    from explorer.train.finetune import RESUME
+    from explorer.train.resume import resume_files
 
     status = {trial_id: st["status"] for trial_id, st in states}
     for d in store.path(f"{run}/trials").glob("*"):
         if status.get(d.name) in ("TERMINATED", None):  # None: lost, not in Tune's state
-            store.delete(f"{run}/trials/{d.name}/{RESUME}")
+            for f in resume_files(d):
+                store.delete(f"{run}/trials/{d.name}/{f.name}")
 
 
 def _unfinished(states) -> bool:

@@ -101,14 +101,17 @@ def train_loader(dataset: Dataset, plan: StepPlan, session: Session, lp: LoaderP
     return _loader(dataset, plan.per_step_batch, lp, sampler=sampler, drop_last=True)
 
 
-def shard_indices(n: int, rank: int, world_size: int) -> range:
-    """Rank ``rank``'s share of ``n`` evaluation items: every ``world_size``-th one, so no
-    item is padded or duplicated, and shard sizes differ by at most one."""
-    return range(rank, n, world_size)
+def shard_indices(n: int, batch: int, rank: int, world_size: int) -> list[int]:
+    """Rank ``rank``'s share of ``n`` evaluation items: the single-process batches (items
+    [0, batch), [batch, 2 batch), ...) dealt out in turn, so every batch a rank scores is one
+    that a single process scores, and gives bit-identical outputs; nothing is padded or
+    duplicated, and ranks differ by at most one batch."""
+    starts = range(rank * batch, n, world_size * batch)
+    return [i for s in starts for i in range(s, min(s + batch, n))]
 
 
 def eval_loader(dataset: Dataset, batch: int, lp: LoaderPlan, rank: int = 0,
                 world_size: int = 1) -> DataLoader:
     """This rank's shard of ``dataset``, in order."""
-    return _loader(Subset(dataset, shard_indices(len(dataset), rank, world_size)), batch, lp,
-                   shuffle=False)
+    shard = shard_indices(len(dataset), batch, rank, world_size)
+    return _loader(Subset(dataset, shard), batch, lp, shuffle=False)

@@ -128,11 +128,15 @@ class Pipeline:
     # -- set-up ---------------------------------------------------------------------------
     def prepare_data(self) -> None:
         from explorer.data import load_data
+        from explorer.data.prepare import ship
+        from explorer.train.common import check_plans
         from explorer.train.finetune import check_validation
 
         self.data = load_data(self.base.data)
         check_validation(self.data)
+        check_plans(self.base, len(self.data.train))
         self._check_weights()
+        self.shipped = ship(self.data, self.base.data)  # the trials' data, planned once
 
     def _check_weights(self) -> None:
         """A weights file that cannot be read or does not fit fails now, in one line, not later
@@ -170,11 +174,9 @@ class Pipeline:
             warnings.filterwarnings("ignore")
             os.environ.setdefault("RAY_DEDUP_LOGS", "1")
             os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine ignores verbose=0
-        from explorer.remote import MIRROR_ENV
+        from explorer.train.environment import forwarded_env
 
-        env = {k: v for k, v in os.environ.items()  # the mirror is each machine's own choice
-               if (k.startswith("CXR_EXPLORER_") and k != MIRROR_ENV)
-               or k in ("RAY_CHDIR_TO_TRIAL_DIR",)}
+        env = forwarded_env()  # CXR_EXPLORER_*, NCCL_*, named ones (not the mirror folder)
         # Without --address or RAY_ADDRESS: a private local Ray, never a cluster that someone
         # happened to `ray start` on this machine (Ray's own default would join it).
         address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -197,6 +199,9 @@ class Pipeline:
         self.nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._check_fit()
         check_shared_storage(self.exp.store, self.nodes)
+        from explorer.data.prepare import prepare_nodes
+
+        prepare_nodes(self.base.data, self.nodes)  # each node's cache, before any trial
 
     def _check_fit(self) -> None:
         from explorer.tuning import fits

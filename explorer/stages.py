@@ -80,7 +80,7 @@ def run_search(p: Pipeline, extend: int = 0, retry_failed: bool = False):
 
     exp = p.exp
     ResumableOptunaSearch.journal = str(journal_path(exp.dir))  # where a restore must write
-    ctx = {"run": exp.name, "store": exp.store, "base_recipe": p.base_dict}
+    ctx = {"run": exp.name, "store": exp.store, "base_recipe": p.base_dict, "data": p.shipped}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, context=ctx),
                                     trial_resources(p.base))
     parts = [(exp.dir, exp.name, p.loaded.spec.search.num_samples, True)]
@@ -136,7 +136,8 @@ def run_baselines(p: Pipeline):
     if not todo:
         return runs
     exp_dir = p.exp.dir / "baselines"
-    ctx = {"run": p.exp.name, "store": p.exp.store, "baselines": {r["run_id"]: r for r in runs}}
+    ctx = {"run": p.exp.name, "store": p.exp.store, "baselines": {r["run_id"]: r for r in runs},
+           "data": p.shipped}
     recipe = p.loaded.base  # baselines share the search's resources
     trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=ctx),
                                     trial_resources(recipe))

@@ -72,9 +72,12 @@ class StepPlan:
                 "lr": self.lr, "updates_per_epoch": self.updates_per_epoch}
 
 
-def _split_effective(opt: _Optim, world_size: int, what: str) -> tuple[int, int]:
+def split_effective(opt: _Optim, world_size: int, what: str) -> tuple[int, int]:
     """(per-worker micro-batch, accumulation steps) giving ``effective_batch`` exactly: the
-    fewest accumulation steps whose micro-batch fits ``batch_size`` (the memory bound)."""
+    fewest accumulation steps whose micro-batch fits ``batch_size`` (the memory bound).
+    ``scale_lr``: (``batch_size``, 1)."""
+    if opt.batch_policy == "scale_lr":
+        return opt.batch_size, 1
     eff = opt.effective_batch
     if eff % world_size:
         fits = [w for w in range(1, min(eff, 64) + 1) if eff % w == 0]
@@ -100,7 +103,7 @@ def plan_steps(opt: _Optim, world_size: int, n_train: int, what: str = "finetune
     ends at the last whole update (no micro-batch is computed and then dropped).
     """
     if opt.batch_policy == "accumulate":
-        per_step, accum = _split_effective(opt, world_size, what)
+        per_step, accum = split_effective(opt, world_size, what)
     else:  # a split smaller than one batch trains on all of it at once
         per_step, accum = min(opt.batch_size, max(1, n_train // world_size)), 1
     effective = per_step * accum * world_size
@@ -121,6 +124,15 @@ def plan_steps(opt: _Optim, world_size: int, n_train: int, what: str = "finetune
         total_updates=updates * opt.epochs,
         warmup_updates=updates * opt.warmup_epochs,
     )
+
+
+def check_plans(recipe: Recipe, n_train: int) -> None:
+    """Refuse (``SpecError``) a recipe whose batch plans cannot hold on its workers and data,
+    before any trial starts."""
+    workers = recipe.resources.workers
+    if recipe.uses_mae_pretraining:
+        plan_steps(recipe.pretrain, workers, n_train, what="pretrain")
+    plan_steps(recipe.finetune, workers, n_train, what="finetune")
 
 
 def build_optimizer(model: torch.nn.Module, opt: _Optim, lr: float,

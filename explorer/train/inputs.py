@@ -115,3 +115,31 @@ def eval_loader(dataset: Dataset, batch: int, lp: LoaderPlan, rank: int = 0,
     """This rank's shard of ``dataset``, in order."""
     shard = shard_indices(len(dataset), batch, rank, world_size)
     return _loader(Subset(dataset, shard), batch, lp, shuffle=False)
+
+
+def describe(recipe: Recipe) -> list[str]:
+    """The dry run's lines on batches, input pipeline and checkpoints (no data is read, so
+    the batch plan is that of a large enough training split)."""
+    from explorer.train.common import split_effective
+
+    r, c = recipe.resources, recipe.checkpoint
+    lines = []
+    stages = [("fine-tuning", "finetune", recipe.finetune)]
+    if recipe.uses_mae_pretraining:
+        stages.insert(0, ("pre-training", "pretrain", recipe.pretrain))
+    for name, what, opt in stages:
+        per_step, accum = split_effective(opt, r.workers, what)
+        eff = per_step * accum * r.workers
+        lines.append(f"  {name}: effective batch {eff} = {r.workers} worker(s) x {per_step} "
+                     f"images x {accum} accumulation step(s), lr {opt.base_lr * eff / 256:.3g}")
+    on_gpu = r.gpus_per_worker > 0
+    workers, why = default_workers(recipe)
+    lp = LoaderPlan(workers, on_gpu, PREFETCH if workers else None, why)
+    lines.append(f"  input pipeline per worker: {lp.describe()}; uint8 grey batches, "
+                 f"normalised on the {'GPU' if on_gpu else 'CPU'}")
+    every = [("epoch" if c.every_epochs == 1 else f"{c.every_epochs} epochs")
+             if c.every_epochs else "",
+             f"{c.every_minutes:g} minutes" if c.every_minutes else ""]
+    lines.append(f"  resume state every {' or '.join(e for e in every if e)}, written in the "
+                 f"background; torch.compile {'on' if r.compile else 'off'}")
+    return lines

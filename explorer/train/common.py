@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -175,23 +176,25 @@ def set_epoch(loader, epoch: int, seed: int) -> None:
 def train_one_epoch(model: torch.nn.Module, batches, optimizer, scheduler,
                     plan: StepPlan, epoch: int, seed: int, updates: int,
                     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-                    ) -> tuple[float, int]:
+                    ) -> tuple[float, int, float]:
     """One pass with gradient accumulation; ``step(images, targets) -> loss`` does the forward.
 
-    ``batches``: device batches (``explorer.train.inputs``). The scheduler is stepped per
-    optimizer update. Under DDP, gradients are synchronised once per update, not per
-    micro-batch. The loss is summed on the device and read once per epoch (a read per
+    ``batches``: device batches (``explorer.data.transforms.device_batches``). The scheduler is
+    stepped per optimizer update. Under DDP, gradients are synchronised once per update, not
+    per micro-batch. The loss is summed on the device and read once per epoch (a read per
     micro-batch would make the host wait for the device every step). Returns (mean loss on
-    this worker, updates so far).
+    this worker, updates so far, seconds the training thread waited for batches).
     """
     model.train()
     ddp = getattr(model, "_orig_mod", model)  # torch.compile's wrapper hides DDP's no_sync
     set_epoch(batches, epoch, seed)
-    total, n = None, 0
+    total, n, waited = None, 0, 0.0
     optimizer.zero_grad(set_to_none=True)
-    for i, (imgs, targets) in enumerate(batches):
-        if i >= plan.batches_per_epoch:
-            break
+    it = iter(batches)
+    for i in range(plan.batches_per_epoch):
+        t0 = time.perf_counter()
+        imgs, targets = next(it)
+        waited += time.perf_counter() - t0
         last_micro = (i + 1) % plan.accum_steps == 0
         sync = contextlib.nullcontext() if last_micro or not hasattr(ddp, "no_sync") \
             else ddp.no_sync()
@@ -205,7 +208,7 @@ def train_one_epoch(model: torch.nn.Module, batches, optimizer, scheduler,
             optimizer.zero_grad(set_to_none=True)
             updates += 1
             scheduler.step_update(updates)
-    return (float(total) / n if n else 0.0), updates
+    return (float(total) / n if n else 0.0), updates, waited
 
 
 def finite_or_raise(value: float, what: str) -> float:

@@ -110,6 +110,7 @@ class _Run:
         from explorer.train.inputs import loader_plan, train_loader
         from explorer.train.validate import Validator
 
+        self.started = time.time()  # the stage's wall time starts with its set-up
         f = self.f = recipe.finetune
         self.recipe, self.data, self.session = recipe, data, session
         n_classes = len(data.findings)
@@ -159,7 +160,7 @@ class _Run:
                                                       "updated": time.time()})
                 recorder.restore(st)
                 artifacts.commit()
-        st["plan"] = self.plan.record()
+        st["plan"], st["started"] = self.plan.record(), self.started
         self.session.barrier()  # every rank has read the state before rank 0 can replace it
         self.updates = st["epoch"] * self.plan.updates_per_epoch
         self.scheduler.step_update(self.updates)
@@ -169,18 +170,24 @@ class _Run:
         """Train one epoch and validate (every rank); on rank 0, record it: whether it is the
         new best."""
         t0 = time.perf_counter()
-        loss, self.updates = train_one_epoch(self.model, self.batches, self.optimizer,
-                                             self.scheduler, self.plan, epoch, self.recipe.seed,
-                                             self.updates, self.step)
+        loss, self.updates, waited = train_one_epoch(
+            self.model, self.batches, self.optimizer, self.scheduler, self.plan, epoch,
+            self.recipe.seed, self.updates, self.step)
         train_loss = finite_or_raise(self.session.all_mean(loss), "training loss")
+        t_val = time.perf_counter()
         probs = self.validate(unwrap(self.model))
         st["epoch"] = epoch + 1
         if not self.session.is_main:
             return False
         mean, aucs = score(self.data.val.labels, probs, self.data.findings)
+        p = self.plan
         st["history"].append({"epoch": epoch + 1, "val_mean_auc": mean, "val_auc": aucs,
                               "train_loss": train_loss, "lr": current_lr(self.optimizer),
-                              "epoch_time_s": time.perf_counter() - t0})
+                              "epoch_time_s": time.perf_counter() - t0,
+                              # where the time went (bench/gpu_search.py reads these)
+                              "val_time_s": time.perf_counter() - t_val, "data_wait_s": waited,
+                              "images": p.batches_per_epoch * p.per_step_batch * p.world_size,
+                              "val_images": len(self.data.val), "end": time.time()})
         best = st["best"]
         if best is None or (not math.isnan(mean) and mean > best["val_mean_auc"]):
             st["best"], st["best_probs"] = {"epoch": epoch + 1, "val_mean_auc": mean}, probs
@@ -247,4 +254,5 @@ def summarize(st: dict, epochs_planned: int) -> dict:
     at_best = next((h for h in hist if h["epoch"] == best.get("epoch")), None)
     return {"epochs_run": st.get("epoch", 0), "epochs_planned": epochs_planned,
             "best_epoch": best.get("epoch"), "val_mean_auc": best.get("val_mean_auc"),
-            "val_auc": at_best["val_auc"] if at_best else None, "plan": st.get("plan")}
+            "val_auc": at_best["val_auc"] if at_best else None, "plan": st.get("plan"),
+            "started": st.get("started")}

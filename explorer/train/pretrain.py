@@ -122,11 +122,13 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
     try:
         for epoch in range(start, p.epochs):
             t0 = time.perf_counter()
-            loss, updates = train_one_epoch(model, batches, optimizer, scheduler, plan, epoch,
-                                            recipe.seed, updates, step)
+            loss, updates, waited = train_one_epoch(model, batches, optimizer, scheduler, plan,
+                                                    epoch, recipe.seed, updates, step)
             mean_loss = finite_or_raise(session.all_mean(loss), "MAE loss")
             losses.append({"epoch": epoch + 1, "loss": mean_loss,
-                           "time_s": time.perf_counter() - t0})
+                           "time_s": time.perf_counter() - t0, "data_wait_s": waited,
+                           "images": plan.batches_per_epoch * plan.per_step_batch
+                           * plan.world_size, "end": time.time()})
             # the last epoch's state is the encoder itself (written by ensure_encoder)
             if writer is not None and epoch + 1 < p.epochs and cadence.due(epoch + 1):
                 cadence.mark(epoch + 1)

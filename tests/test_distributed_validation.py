@@ -3,8 +3,6 @@ in the same order, and the same AUCs bit for bit as one process scoring the whol
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -13,7 +11,7 @@ import torch.multiprocessing as mp
 from explorer.data import XrayDataset, build_transform, load_data
 from explorer.recipes import resolve_recipe
 from explorer.train.session import LocalSession
-from explorer.train.validate import Validator, predict, score
+from explorer.train.validate import NO_PROCESSES, Validator, predict, score
 
 N_VAL = 90  # 6 batches of 16: rank 0 scores batches 0, 2, 4 (48), rank 1 1, 3, 5 (42 images)
 
@@ -45,7 +43,7 @@ def _rank(rank: int, world: int, init: str, weights: str, out: str) -> None:
         session.rank, session.world_size = rank, world
         recipe, data, val = _setup()
         validate = Validator(val, len(data.findings), session, recipe.data, torch.device("cpu"),
-                             batch_size=16, lp=_no_processes())
+                             batch_size=16, lp=NO_PROCESSES)
         probs = validate(_model(recipe, weights))
         if rank == 0:
             np.save(out, probs)
@@ -53,12 +51,6 @@ def _rank(rank: int, world: int, init: str, weights: str, out: str) -> None:
             assert probs is None
     finally:
         dist.destroy_process_group()
-
-
-def _no_processes():
-    from explorer.train.validate import NO_PROCESSES
-
-    return NO_PROCESSES
 
 
 def test_two_gloo_ranks_give_the_single_process_aucs_bit_for_bit(tmp_path):
@@ -69,7 +61,6 @@ def test_two_gloo_ranks_give_the_single_process_aucs_bit_for_bit(tmp_path):
     weights = tmp_path / "weights.pt"
     torch.save(model.state_dict(), weights)
     out = tmp_path / "probs.npy"
-    os.environ.setdefault("CXR_EXPLORER_CACHE", str(tmp_path / "cache"))
     # fork: the ranks start without importing torch and timm again (spawn: +20 s)
     mp.start_processes(_rank, args=(2, str(tmp_path / "init"), str(weights), str(out)), nprocs=2,
                        start_method="fork")

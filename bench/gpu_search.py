@@ -4,6 +4,7 @@ utilisation, and the share of the fine-tuning stage spent in training steps.
     python -m bench.gpu_search                  # a GPU: paper shapes, ~4 min (run it twice)
     python -m bench.gpu_search --cpu-tiny       # no GPU: tiny shapes, proves it end to end
     python -m bench.gpu_search --no-ray         # the same stages in this process, no Ray
+    python -m bench.gpu_search --compile        # with torch.compile (resources.compile)
 
 Stages, all real: synthetic 1024 px PNGs with a CSV (``data.source: csv``) are decoded into the
 cache; a ``mask_ratio`` search of 2 trials (Optuna, no ASHA, no baselines) pre-trains an MAE
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ray", action="store_true", help="run the trials in this process")
     ap.add_argument("--out", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("--images", type=int, default=None, help="synthetic images in all")
+    ap.add_argument("--compile", action="store_true", help="resources.compile=true")
     args = ap.parse_args(argv)
     import torch
 
@@ -222,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     write_images(out / "data", sizes["images"], 128 if args.cpu_tiny else 1024)
     t_write = time.time() - t0
     sets = overrides(out / "data", sizes, args.cpu_tiny, gpu, cpus)
+    sets += ["resources.compile=true"] if args.compile else []
     from explorer.data import load_data
     from explorer.spec import load_spec
 

@@ -51,7 +51,10 @@ class DataConfig(_Strict):
     images: SplitSizes = Field(default_factory=SplitSizes)
     mean: float = 0.5056
     std: float = Field(default=0.252, gt=0)
-    loader_workers: int = Field(default=0, ge=0)
+    loader_workers: int | None = Field(
+        default=None, ge=0,
+        description="data-loading processes per training worker (null: chosen from "
+        "resources, see explorer.train.inputs)")
     max_bad_fraction: float = Field(
         default=0.05, ge=0, le=1,
         description="unreadable image files are skipped and listed; above this share the run stops",

@@ -129,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
         ray_cluster = cluster.connect(args.address, args.verbose)
         cluster.check_fit(inputs.base, ray_cluster)  # so do resources that can never fit
         cluster.check_shared_storage(store, ray_cluster)
+        from explorer.data.prepare import prepare_nodes
+
+        prepare_nodes(inputs.base.data, ray_cluster.nodes)  # each node's cache, before trials
         if not exp.exists():
             exp.create(loaded)
         pipeline = Pipeline(RunContext(inputs, exp, data, ray_cluster, args.verbose),

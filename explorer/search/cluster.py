@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from explorer.errors import UserError, error_line
-from explorer.storage.remote import MIRROR_ENV
 
 #: What Tune reads from the driver's environment, as a search needs it.
 TUNE_ENV = {
@@ -80,11 +79,12 @@ class Cluster:
 
 
 def node_env() -> dict[str, str]:
-    """The environment every Ray worker gets from the driver: our settings (``CXR_EXPLORER_*``,
-    but not the mirror, each machine's own choice) and Tune's trial folder setting."""
-    return {k: v for k, v in os.environ.items()
-            if (k.startswith("CXR_EXPLORER_") and k != MIRROR_ENV)
-            or k == "RAY_CHDIR_TO_TRIAL_DIR"}
+    """The environment every Ray worker gets from the driver (``explorer.train.environment``:
+    our settings but not the mirror, each machine's own choice; ``NCCL_*``; named ones) and
+    Tune's trial folder setting."""
+    from explorer.train.environment import forwarded_env
+
+    return forwarded_env()
 
 
 def connect(address: str | None, verbose: bool) -> Cluster:

@@ -63,6 +63,14 @@ class RunContext:
     def base_dict(self) -> dict:
         return self.inputs.base_dict
 
+    @property
+    def shipped(self):
+        """The data as trials receive it: the driver's split plan, without pixels
+        (``explorer.data.prepare``)."""
+        from explorer.data.prepare import ship
+
+        return ship(self.data, self.base.data)
+
 
 def baseline_rel(key: str) -> str:
     """A baseline run's folder in the storage, shared by every experiment there."""

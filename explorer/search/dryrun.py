@@ -6,6 +6,7 @@ import yaml
 
 from explorer.spec import LoadedSpec, ParamSpace
 from explorer.spec.recipes import config_hash
+from explorer.train.inputs import describe as describe_inputs
 
 
 def describe_space(p: ParamSpace) -> str:
@@ -50,6 +51,7 @@ def dry_run_text(loaded: LoadedSpec, name: str) -> str:
          f"Scheduler: ASHA on fine-tuning epochs (grace {sched.grace_period}, max "
          f"{loaded.max_t}, reduction factor {sched.reduction_factor:g})"),
         f"Pre-trainings needed: {n_pre} ({why})",
+        "Per trial:", *describe_inputs(base),
     ]
     base_runs = []
     for b in spec.baselines:

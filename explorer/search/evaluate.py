@@ -34,7 +34,7 @@ def score_test(recipe: Recipe, data, art: TrialArtifacts) -> bool:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     ds = XrayDataset(data.test, build_transform(recipe.data, train=False))
-    probs = predict(model, ds, device, recipe.finetune.batch_size)
+    probs = predict(model, ds, device, recipe.finetune.batch_size, recipe.data)
     art.write_predictions("test", data.test, probs, data.findings)
     return True
 

@@ -25,11 +25,13 @@ def prepare(inputs: RunInputs):
     one line, not later inside every trial."""
     from explorer.data import load_data
     from explorer.models import create_cnn, create_vit_classifier
+    from explorer.train.common import check_plans
     from explorer.train.finetune import check_validation
 
     b = inputs.base
     data = load_data(b.data)
     check_validation(data)
+    check_plans(b, len(data.train))  # an effective batch the workers cannot keep exactly
     n = len(data.findings)
     if b.pretrain.from_checkpoint and b.model.family == "vit":
         create_vit_classifier(b.model.arch, img_size=b.data.image_size,

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from explorer.errors import error_line
-from explorer.names import METRIC, MODE, RESUME
+from explorer.names import METRIC, MODE
 from explorer.search.context import RunContext, absolute_paths, baseline_key, baseline_rel
 from explorer.search.progress import Progress
 from explorer.search.resources import concurrency, trial_resources
@@ -47,10 +47,13 @@ def prune_resume_states(store, run: str, states) -> None:
     of trials lost to an interruption (started after Tune's last experiment snapshot, so a
     resume ran them again under a new id): none of them is ever resumed. Errored trials keep
     theirs for ``--retry-failed``. ``run``: the experiment folder in ``store``."""
+    from explorer.train.resume import resume_files
+
     status = {trial_id: st["status"] for trial_id, st in states}
     for d in store.path(f"{run}/trials").glob("*"):
         if status.get(d.name) in ("TERMINATED", None):  # None: lost, not in Tune's state
-            store.delete(f"{run}/trials/{d.name}/{RESUME}")
+            for f in resume_files(d):
+                store.delete(f"{run}/trials/{d.name}/{f.name}")
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -90,7 +93,8 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
     from explorer.search.study import settle_study
 
     exp = ctx.exp
-    context = {"run": exp.name, "store": exp.store, "base_recipe": ctx.base_dict}
+    context = {"run": exp.name, "store": exp.store, "base_recipe": ctx.base_dict,
+               "data": ctx.shipped}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, context=context),
                                     trial_resources(ctx.base))
     parts = [(exp.dir, exp.name, ctx.loaded.spec.search.num_samples, True)]
@@ -147,7 +151,8 @@ def run_baselines(ctx: RunContext, started: threading.Event | None = None):
     if not todo:
         return runs
     exp_dir = ctx.exp.dir / "baselines"
-    context = {"run": ctx.exp.name, "store": store, "baselines": {r["run_id"]: r for r in runs}}
+    context = {"run": ctx.exp.name, "store": store, "baselines": {r["run_id"]: r for r in runs},
+               "data": ctx.shipped}
     recipe = ctx.loaded.base  # baselines share the search's resources
     trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=context),
                                     trial_resources(recipe))

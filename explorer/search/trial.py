@@ -42,15 +42,15 @@ def run_worker(job: dict, session: Session) -> dict:
 
     ``job``: recipe (dict), params, kind ("recipe" | "baseline"), store (the storage),
     artifacts (the record's folder in it), score_test (baselines score the test split once at
-    the end, selecting their epoch on validation).
+    the end, selecting their epoch on validation), data (``explorer.data.prepare.ship``).
     """
-    from explorer.data import load_data
+    from explorer.data.prepare import receive
     from explorer.train.finetune import check_validation, drop_resume_state, finetune_loop
     from explorer.train.pretrain import ensure_encoder
 
     t0 = time.time()
     recipe = build_recipe(job["recipe"])
-    data = load_data(recipe.data)
+    data = receive(job.get("data"), recipe.data)  # the driver's split plan, this node's cache
     check_validation(data)
     store, rel = job["store"], job["artifacts"]
     art = TrialArtifacts(store.path(rel), commit=lambda: store.push(rel))
@@ -135,7 +135,7 @@ def search_trainable(config: dict, context: dict) -> None:
     recipe_dict = trial_recipe_dict(context["base_recipe"], config)
     job = {"kind": "recipe", "trial_id": trial_id, "params": dict(config),
            "recipe": recipe_dict, "artifacts": f"{context['run']}/trials/{trial_id}",
-           "store": store, "score_test": False}
+           "store": store, "score_test": False, "data": context.get("data")}
     _run(job, recipe_dict, store.path(context["run"]))
 
 
@@ -157,7 +157,7 @@ def baseline_trainable(config: dict, context: dict) -> None:
                 if not store.fetch(done, refresh=True):
                     job = {"kind": "baseline", "trial_id": trial_id, "params": {},
                            "recipe": b["recipe"], "artifacts": b["rel"], "store": store,
-                           "score_test": True}
+                           "score_test": True, "data": context.get("data")}
                     _run(job, b["recipe"], store.path(context["run"]))
             return
         time.sleep(2)

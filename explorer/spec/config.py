@@ -139,12 +139,30 @@ class ResourcesConfig(Strict):
     amp: Literal["auto", "off"] = Field(default="auto", description="bf16 autocast on CUDA only")
     max_failures: int = Field(default=2, ge=0,
                               description="worker restarts from the last checkpoint")
+    compile: bool = Field(default=False,
+                          description="torch.compile the training model (on an H200: 1.10x MAE, "
+                          "1.40x ViT fine-tuning, 0.77x DenseNet-121; tens of seconds to compile)")
 
     @property
     def mode(self) -> Literal["inline", "torch_trainer"]:
         if self.trainer != "auto":
             return self.trainer
         return "inline" if self.workers == 1 else "torch_trainer"
+
+
+class CheckpointConfig(Strict):
+    """How often a run's resume state (weights and optimizer state) is written: when either
+    threshold is reached since the last one. A resumed run repeats at most that much work."""
+
+    every_epochs: int | None = Field(default=1, ge=1)
+    every_minutes: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_threshold(self):
+        if self.every_epochs is None and self.every_minutes is None:
+            raise ValueError("set every_epochs or every_minutes (or both): without either, a "
+                             "run could never be resumed")
+        return self
 
 
 class Recipe(Strict):
@@ -156,6 +174,7 @@ class Recipe(Strict):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     @model_validator(mode="after")
     def _consistent(self):

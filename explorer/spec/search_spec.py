@@ -144,6 +144,7 @@ class Spec(Strict):
     pretrain: dict[str, Any] = Field(default_factory=dict)
     finetune: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: dict[str, Any] = Field(default_factory=dict)
     search: SearchSpec
     baselines: list[BaselineSpec] = Field(default_factory=lambda: [BaselineSpec()])
     finalists: int = Field(default=3, ge=0, description="top recipes scored once on test")
@@ -151,7 +152,7 @@ class Spec(Strict):
 
     def overlays(self) -> tuple[dict, ...]:
         sections = {k: getattr(self, k) for k in ("data", "model", "pretrain", "finetune",
-                                                  "resources") if getattr(self, k)}
+                                                  "resources", "checkpoint") if getattr(self, k)}
         if self.seed is not None:
             sections["seed"] = self.seed
         return (sections,) if sections else ()

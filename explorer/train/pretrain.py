@@ -9,6 +9,7 @@ concurrent trials wait for ``encoder.pt`` to appear. Each user leaves its trial 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -21,14 +22,16 @@ import torch
 from explorer.spec.config import Recipe
 from explorer.spec.recipes import config_hash
 from explorer.storage import ENCODERS, Store, as_store, atomic_torch_save, atomic_write_bytes
+from explorer.train.cadence import Cadence, Writer, snapshot
 from explorer.train.common import (
+    StepPlan,
     autocast,
     build_optimizer,
     build_scheduler,
     finite_or_raise,
+    maybe_compile,
     plan_steps,
     setup_worker,
-    train_loader,
     train_one_epoch,
 )
 from explorer.train.session import Session, unwrap
@@ -47,28 +50,37 @@ class EncoderInfo:
         return asdict(self)
 
 
-def pretrain_inputs(recipe: Recipe, data_fingerprint: str) -> dict:
-    """Everything that changes what pre-training produces (and nothing that does not)."""
+def pretrain_plan(recipe: Recipe, n_train: int, world_size: int) -> StepPlan:
+    return plan_steps(recipe.pretrain, world_size, n_train, what="pretrain")
+
+
+def pretrain_inputs(recipe: Recipe, data_fingerprint: str, plan: StepPlan) -> dict:
+    """Everything that changes what pre-training produces (and nothing that does not),
+    including the effective batch and lr it actually trains with (``plan``): under
+    ``scale_lr`` they follow the number of workers."""
     data = recipe.data.model_dump(mode="json", exclude={"loader_workers", "root"})
     pre = recipe.pretrain.model_dump(mode="json", exclude={"enabled", "from_checkpoint"})
     return {"pretrain": pre, "model": recipe.model.model_dump(mode="json", exclude={"global_pool"}),
-            "data": data, "data_fingerprint": data_fingerprint, "seed": recipe.seed}
+            "data": data, "data_fingerprint": data_fingerprint, "seed": recipe.seed,
+            "effective_batch": plan.effective_batch, "lr": plan.lr}
 
 
-def pretrain_key(recipe: Recipe, data_fingerprint: str) -> str:
-    return config_hash(pretrain_inputs(recipe, data_fingerprint), n=16)
+def pretrain_key(recipe: Recipe, data_fingerprint: str, plan: StepPlan) -> str:
+    return config_hash(pretrain_inputs(recipe, data_fingerprint, plan), n=16)
 
 
 def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
-                  on_epoch: Callable[[], None] | None = None) -> dict:
+                  on_save: Callable[[], None] | None = None) -> dict:
     """Train an MAE on ``data.train`` images; resume from ``workdir/partial.pt``.
 
-    Returns the final MAE state dict (released-checkpoint key layout). Rank 0 writes
-    ``partial.pt`` every epoch and ``losses.json`` (mean loss per epoch), then calls
-    ``on_epoch``.
+    Returns the final MAE state dict (released-checkpoint key layout). At the ``checkpoint``
+    cadence, rank 0 writes ``partial.pt`` and ``losses.json`` (mean loss per epoch) from a
+    background thread, then calls ``on_save`` there; the other ranks never wait for it.
     """
     from explorer.data import XrayDataset, build_transform
+    from explorer.data.transforms import device_batches, model_input
     from explorer.models import create_mae
+    from explorer.train.inputs import loader_plan, train_loader
 
     p = recipe.pretrain
     device = setup_worker(recipe, session, seed_offset=1)
@@ -76,12 +88,13 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
                      patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
                      decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads,
                      norm_pix_loss=p.norm_pix_loss)
-    model = session.prepare_model(mae)
+    model = maybe_compile(session.prepare_model(mae), recipe.resources)
+    plan = pretrain_plan(recipe, len(data.train), session.world_size)
+    lp = loader_plan(recipe, plan.per_step_batch, device.type == "cuda")
     tf = build_transform(recipe.data, train=True, crop_scale=tuple(p.crop_scale), hflip=p.hflip,
                          interpolation=p.interpolation)
-    loader = train_loader(XrayDataset(data.train, tf), p.batch_size, session,
-                          recipe.data.loader_workers, seed=recipe.seed)
-    plan = plan_steps(p, session.world_size, len(data.train))
+    loader = train_loader(XrayDataset(data.train, tf), plan, session, lp, recipe.seed)
+    batches = device_batches(loader, recipe.data, device)
     optimizer = build_optimizer(unwrap(model), p, plan.lr)
     scheduler = build_scheduler(optimizer, plan, p)
 
@@ -93,28 +106,42 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["epoch"]), list(state["losses"])
 
+    def step(imgs, _targets):
+        with autocast(device, recipe.resources):
+            return model(model_input(imgs), mask_ratio=p.mask_ratio)[0]
+
+    def save(state: dict) -> None:
+        atomic_torch_save(state, partial)
+        atomic_write_bytes(workdir / "losses.json", json.dumps(state["losses"]).encode())
+        if on_save is not None:
+            on_save()
+
+    cadence, writer = Cadence(recipe.checkpoint, start), Writer() if session.is_main else None
     updates = start * plan.updates_per_epoch
     scheduler.step_update(updates)
-    for epoch in range(start, p.epochs):
-        t0 = time.perf_counter()
-
-        def step(imgs, _targets):
-            with autocast(device, recipe.resources):
-                return model(imgs.to(device, non_blocking=True), mask_ratio=p.mask_ratio)[0]
-
-        loss, updates = train_one_epoch(model, loader, optimizer, scheduler, plan, epoch,
-                                        recipe.seed, updates, step)
-        mean_loss = finite_or_raise(session.all_mean(loss), "MAE loss")
-        losses.append({"epoch": epoch + 1, "loss": mean_loss,
-                       "time_s": time.perf_counter() - t0})
-        if session.is_main:
-            atomic_torch_save({"model": unwrap(model).state_dict(),
-                               "optimizer": optimizer.state_dict(),
-                               "epoch": epoch + 1, "losses": losses}, partial)
+    try:
+        for epoch in range(start, p.epochs):
+            t0 = time.perf_counter()
+            loss, updates, waited = train_one_epoch(model, batches, optimizer, scheduler, plan,
+                                                    epoch, recipe.seed, updates, step)
+            mean_loss = finite_or_raise(session.all_mean(loss), "MAE loss")
+            losses.append({"epoch": epoch + 1, "loss": mean_loss,
+                           "time_s": time.perf_counter() - t0, "data_wait_s": waited,
+                           "images": plan.batches_per_epoch * plan.per_step_batch
+                           * plan.world_size, "end": time.time()})
+            # the last epoch's state is the encoder itself (written by ensure_encoder)
+            if writer is not None and epoch + 1 < p.epochs and cadence.due(epoch + 1):
+                cadence.mark(epoch + 1)
+                writer.submit(functools.partial(save, {
+                    "model": snapshot(unwrap(model).state_dict()),
+                    "optimizer": snapshot(optimizer.state_dict()),
+                    "epoch": epoch + 1, "losses": list(losses), "plan": plan.record()}))
+        if writer is not None:
+            writer.flush()
             atomic_write_bytes(workdir / "losses.json", json.dumps(losses).encode())
-            if on_epoch is not None:
-                on_epoch()
-        session.barrier()
+    finally:
+        if writer is not None:
+            writer.close()
     return unwrap(model).state_dict()
 
 
@@ -125,6 +152,7 @@ def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
     from PIL import Image
 
     from explorer.data import XrayDataset, build_transform
+    from explorer.data.transforms import model_input, normalise
     from explorer.models import create_mae, reconstruction_panels
 
     p = recipe.pretrain
@@ -136,7 +164,7 @@ def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
     split = data.val if len(data.val) else data.train
     ds = XrayDataset(split, build_transform(recipe.data, train=False))
     idx = np.linspace(0, len(ds) - 1, num=min(N_RECONSTRUCTIONS, len(ds))).astype(int)
-    imgs = torch.stack([ds[int(i)][0] for i in idx])
+    imgs = model_input(normalise(torch.stack([ds[int(i)][0] for i in idx]), recipe.data))
     panels = reconstruction_panels(mae, imgs, mask_ratio=p.mask_ratio, mean=recipe.data.mean,
                                    std=recipe.data.std, seed=recipe.seed)
     rows = []
@@ -162,7 +190,8 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
         return EncoderInfo(key=None, path=None, role="none")
 
     store = as_store(storage)
-    key = pretrain_key(recipe, data.fingerprint)
+    plan = pretrain_plan(recipe, len(data.train), session.world_size)
+    key = pretrain_key(recipe, data.fingerprint, plan)
     rel = f"{ENCODERS}/{key}"
     enc_dir = store.path(rel)
     final = enc_dir / "encoder.pt"
@@ -185,13 +214,14 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
         store.match_stored(f"{rel}/partial.pt")  # an earlier holder's last stored epoch
         t0 = time.perf_counter()
         state = pretrain_loop(recipe, data, session, enc_dir,
-                              on_epoch=lambda: store.push(rel, exact=False))
+                              on_save=lambda: store.push(rel, exact=False))
         if session.is_main:
             atomic_write_bytes(enc_dir / "reconstructions.parquet",
                                _reconstructions(recipe, state, data))
             meta = {"key": key, "trained_by": session.trial_id,
                     "wall_time_s": time.perf_counter() - t0,
-                    "inputs": pretrain_inputs(recipe, data.fingerprint)}
+                    "inputs": pretrain_inputs(recipe, data.fingerprint, plan),
+                    "plan": plan.record()}
             atomic_write_bytes(enc_dir / "meta.json", json.dumps(meta, indent=2).encode())
             atomic_torch_save({"model": state, "epoch": p.epochs,
                                "config": json.dumps(meta["inputs"])}, final)

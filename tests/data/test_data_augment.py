@@ -73,4 +73,4 @@ def test_the_whole_pipeline_survives_the_searched_extremes(nih_mini):
                              rand_augment=FinetuneConfig(randaug_magnitude=m,
                                                          randaug_mstd=mstd).rand_augment)
         for i in range(60):
-            assert tf(images[i % len(images)]).shape == (3, 32, 32)
+            assert tf(images[i % len(images)]).shape == (1, 32, 32)  # uint8 grey

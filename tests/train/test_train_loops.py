@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.data import load_data
-from explorer.spec.config import FinetuneConfig
+from explorer.data import DataConfig, load_data
+from explorer.errors import SpecError
+from explorer.spec.config import FinetuneConfig, PretrainConfig
 from explorer.spec.recipes import resolve_recipe
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.common import plan_steps
 from explorer.train.finetune import METRIC, finetune_loop, make_mixup
-from explorer.train.pretrain import EncoderInfo, ensure_encoder, pretrain_key
+from explorer.train.pretrain import EncoderInfo, ensure_encoder, pretrain_key, pretrain_plan
 from explorer.train.session import LocalSession
 
 
@@ -28,11 +29,43 @@ def smoke():
 def test_effective_batch_by_accumulation_or_lr_scaling():
     acc = FinetuneConfig(batch_size=128, effective_batch=1024, batch_policy="accumulate")
     plan = plan_steps(acc, world_size=2, n_train=10_000)
-    assert plan.accum_steps == 4 and plan.effective_batch == 1024
+    assert plan.accum_steps == 4 and plan.effective_batch == 1024 and plan.per_step_batch == 128
     assert plan.lr == pytest.approx(2.5e-4 * 1024 / 256)  # the study's 1e-3
     scaled = FinetuneConfig(batch_size=64, effective_batch=1024, batch_policy="scale_lr")
     plan = plan_steps(scaled, world_size=1, n_train=10_000)
     assert plan.accum_steps == 1 and plan.lr == pytest.approx(2.5e-4 * 64 / 256)
+
+
+@pytest.mark.parametrize("effective,batch", [(2048, 256), (1024, 128), (1000, 96)])
+def test_plan_keeps_the_effective_batch_on_1_to_64_workers_or_refuses(effective, batch):
+    cfg = PretrainConfig(batch_size=batch, effective_batch=effective, batch_policy="accumulate")
+    kept = []
+    for world in range(1, 65):
+        try:
+            plan = plan_steps(cfg, world_size=world, n_train=112_120, what="pretrain")
+        except SpecError as exc:
+            msg = str(exc)
+            assert effective % world and "\n" not in msg and f"over {world} workers" in msg
+            continue
+        kept.append(world)
+        assert plan.world_size * plan.per_step_batch * plan.accum_steps == effective
+        assert plan.effective_batch == effective and plan.per_step_batch <= batch
+        assert plan.lr == pytest.approx(cfg.base_lr * effective / 256)  # whatever the workers
+        per_worker = effective // world   # the fewest accumulation steps that fit the batch
+        assert plan.accum_steps == min(a for a in range(1, per_worker + 1)
+                                       if per_worker % a == 0 and per_worker // a <= batch)
+        assert plan.batches_per_epoch == plan.updates_per_epoch * plan.accum_steps
+        assert plan.batches_per_epoch * plan.per_step_batch <= 112_120 // world
+    assert kept == [w for w in range(1, 65) if effective % w == 0]
+
+
+def test_plan_refuses_an_update_larger_than_the_data():
+    cfg = FinetuneConfig(batch_size=128, effective_batch=1024, batch_policy="accumulate")
+    with pytest.raises(SpecError, match="more than the 1000 training images"):
+        plan_steps(cfg, world_size=1, n_train=1000)
+    small = FinetuneConfig(batch_size=64, effective_batch=64, batch_policy="scale_lr")
+    plan = plan_steps(small, world_size=2, n_train=40)   # smaller than a batch: one of 20
+    assert (plan.per_step_batch, plan.updates_per_epoch) == (20, 1)
 
 
 def test_pretraining_loss_goes_down_and_encoder_is_shared(smoke, tmp_path):
@@ -49,7 +82,8 @@ def test_pretraining_loss_goes_down_and_encoder_is_shared(smoke, tmp_path):
     assert users == ["trial-a", "trial-b"]
     other = recipe.model_copy(update={"pretrain": recipe.pretrain.model_copy(
         update={"mask_ratio": 0.5})})
-    assert pretrain_key(other, data.fingerprint) != first.key
+    plan = pretrain_plan(other, len(data.train), 1)
+    assert pretrain_key(other, data.fingerprint, plan) != first.key
 
 
 def test_finetune_reports_every_epoch_and_resumes_from_checkpoint(smoke, tmp_path):
@@ -145,9 +179,12 @@ def test_predictions_are_float32_where_training_runs_under_bf16_autocast(monkeyp
     with torch.no_grad():
         model[1].weight.mul_(0.01)
         model[1].bias.fill_(-2.0)  # logits near -2, spread ~0.02: bf16 steps there are 0.0156
-    data = [(torch.randn(3, 4, 4), torch.zeros(3)) for _ in range(64)]
+    # uint8 grey images, as the loader gives them; the model sees them as 3 channels
+    data = [(torch.randint(0, 256, (1, 4, 4), dtype=torch.uint8), torch.zeros(3))
+            for _ in range(64)]
     with bf16(None, None):
-        assert len(torch.unique(model(torch.stack([x for x, _ in data]))[:, 0])) < 8
-    probs = finetune.predict(model, data, torch.device("cpu"), batch_size=16)
+        x = ((torch.stack([x for x, _ in data]).float() - 127.5) / 63.75).expand(-1, 3, -1, -1)
+        assert len(torch.unique(model(x)[:, 0])) < 8
+    probs = finetune.predict(model, data, torch.device("cpu"), 16, DataConfig(mean=0.5, std=0.25))
     assert probs.dtype == np.float32
     assert all(len(np.unique(probs[:, j])) == 64 for j in range(3))

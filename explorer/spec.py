@@ -8,6 +8,7 @@ line naming the file and key, before anything is created on disk.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from dataclasses import dataclass
@@ -137,6 +138,21 @@ class BaselineSpec(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrackingSpec(_Strict):
+    """Where else the trials are logged (``explorer.tracking``; TensorBoard files always are)."""
+
+    mlflow: bool = Field(default=False, description="one MLflow run per trial (extra 'track')")
+    mlflow_uri: str | None = Field(default=None, description="MLflow tracking URI (default: "
+                                   "$MLFLOW_TRACKING_URI, else sqlite in the experiment folder)")
+    mlflow_experiment: str | None = Field(default=None, description="default: the search name")
+
+    @model_validator(mode="after")
+    def _used(self):
+        if not self.mlflow and (self.mlflow_uri or self.mlflow_experiment):
+            raise ValueError("mlflow_uri / mlflow_experiment are set but mlflow is false")
+        return self
+
+
 class Spec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -152,6 +168,7 @@ class Spec(_Strict):
     baselines: list[BaselineSpec] = Field(default_factory=lambda: [BaselineSpec()])
     finalists: int = Field(default=3, ge=0, description="top recipes scored once on test")
     bootstrap: int = Field(default=2000, ge=100, description="patient bootstrap resamples")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     def overlays(self) -> tuple[dict, ...]:
         sections = {k: getattr(self, k) for k in ("data", "model", "pretrain", "finetune",
@@ -239,6 +256,9 @@ def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec
     base_dict = resolve_recipe_dict(spec.recipe, spec.scale, spec.overlays())
     base = build_recipe(base_dict, where=where)
     loaded = LoadedSpec(spec=spec, path=path, raw=raw, base=base)
+    if spec.tracking.mlflow and importlib.util.find_spec("mlflow") is None:
+        raise SpecError(f"{where}: tracking.mlflow: the mlflow package is not installed; "
+                        "pip install 'cxr-recipe-explorer[track]' (or mlflow-skinny)")
     _check_params(loaded, base_dict, where)
     _check_scheduler(loaded, where)
     for b in spec.baselines:

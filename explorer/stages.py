@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from explorer.baselines import baseline_recipe
 from explorer.pipeline import absolute_paths, baseline_rel, trial_states
 from explorer.progress import Progress
+from explorer.tracking import tune_callbacks
 from explorer.train.artifacts import TrialArtifacts
 from explorer.trial import baseline_trainable, search_trainable
 from explorer.tuning import (
@@ -60,7 +61,8 @@ def _search_tuner(p: Pipeline, path, name: str, num_samples: int, points: bool,
             reuse_actors=True),  # a new process per trial costs ~4 s of imports (bench/)
         run_config=tune.RunConfig(
             name=name, storage_path=str(path.parent), verbose=1 if p.verbose else 0,
-            callbacks=[Progress(f"search {name}", num_samples, loaded.max_t, n_parallel)],
+            callbacks=[Progress(f"search {name}", num_samples, loaded.max_t, n_parallel),
+                       *tune_callbacks(p)],
             failure_config=tune.FailureConfig(max_failures=1)),
     )
 
@@ -151,7 +153,8 @@ def run_baselines(p: Pipeline):
             run_config=tune.RunConfig(
                 name="baselines", storage_path=str(p.exp.dir), verbose=1 if p.verbose else 0,
                 callbacks=[Progress("baselines", len(todo), recipe.finetune.epochs,
-                                    concurrency(recipe, p.cluster, None))],
+                                    concurrency(recipe, p.cluster, None)),
+                           *tune_callbacks(p, {r["run_id"]: r["rel"] for r in runs})],
                 failure_config=tune.FailureConfig(max_failures=1)),
         )
     grid = tuner.fit()

@@ -31,6 +31,16 @@ VIT_SIZES: dict[str, tuple[int, int, int]] = {
     "vit_base": (768, 12, 12),
 }
 
+#: The registered timm name each size is exported under (``config.json``'s "architecture"). An
+#: export's ``model_args`` set every size, so only the family matters; the nearest is named.
+TIMM_NAMES: dict[str, str] = {
+    "vit_nano": "vit_tiny_patch16_224",
+    "vit_micro": "vit_tiny_patch16_224",
+    "vit_tiny": "vit_tiny_patch16_224",
+    "vit_small": "vit_small_patch16_224",
+    "vit_base": "vit_base_patch16_224",
+}
+
 # Keys of an MAE checkpoint that belong to the pre-training decoder, never to the encoder.
 DECODER_PREFIXES = ("decoder_", "mask_token")
 
@@ -48,6 +58,18 @@ def check_grid(img_size: int, patch_size: int) -> int:
         raise SpecError(f"image size {img_size} is not a multiple of model.patch_size "
                         f"{patch_size}; choose sizes that tile the image")
     return img_size // patch_size
+
+
+def vit_args(arch: str, *, img_size: int, patch_size: int,
+             global_pool: Literal["avg", "token"] = "avg") -> dict:
+    """The ``VisionTransformer`` arguments that fix the architecture (not the training-only
+    ones): what the classifier is built from, and what an export's ``config.json`` records as
+    timm ``model_args``, so the two cannot drift apart."""
+    dim, depth, heads = vit_size(arch)
+    check_grid(img_size, patch_size)
+    return {"img_size": img_size, "patch_size": patch_size, "global_pool": global_pool,
+            "embed_dim": dim, "depth": depth, "num_heads": heads, "mlp_ratio": 4.0,
+            "qkv_bias": True}
 
 
 def create_vit_classifier(
@@ -78,13 +100,9 @@ def create_vit_classifier(
     Raises:
         CheckpointError: the weights do not fit (one line naming the first bad tensor).
     """
-    dim, depth, heads = vit_size(arch)
-    check_grid(img_size, patch_size)
-    model = VisionTransformer(
-        img_size=img_size, patch_size=patch_size, num_classes=num_classes,
-        global_pool=global_pool, embed_dim=dim, depth=depth, num_heads=heads, mlp_ratio=4.0,
-        qkv_bias=True, drop_path_rate=drop_path,
-    )
+    model = VisionTransformer(num_classes=num_classes, drop_path_rate=drop_path,
+                              **vit_args(arch, img_size=img_size, patch_size=patch_size,
+                                         global_pool=global_pool))
     if encoder_state is not None:
         source = "encoder weights"
         if isinstance(encoder_state, (str, Path)):

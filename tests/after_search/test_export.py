@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,8 +16,6 @@ import yaml
 
 from explorer.export import main
 from explorer.results import load_results
-
-pytestmark = pytest.mark.ray  # the shared search starts Ray (in its own process)
 
 # Runs in a fresh interpreter: timm, safetensors, torch, PIL and numpy only.
 RELOAD = textwrap.dedent("""
@@ -57,6 +56,7 @@ def exported(tracked_search, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.ray  # the shared search (Ray in its own process)
 def test_reload_without_explorer_gives_the_search_probabilities(exported, tracked_search,
                                                                  val_pngs):
     res = subprocess.run([sys.executable, "-c", RELOAD, str(exported), str(val_pngs)],
@@ -72,6 +72,7 @@ def test_reload_without_explorer_gives_the_search_probabilities(exported, tracke
     np.testing.assert_allclose(theirs, ours.loc[got["ids"]].to_numpy(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.ray  # the shared search (Ray in its own process)
 def test_default_is_the_verdicts_recipe_with_its_numbers(exported, tracked_search):
     cfg = json.loads((exported / "config.json").read_text())
     ex = cfg["explorer"]
@@ -91,6 +92,7 @@ def test_default_is_the_verdicts_recipe_with_its_numbers(exported, tracked_searc
         assert [r["finding"] for r in block["per_class"]] == ex["findings"]
 
 
+@pytest.mark.ray  # the shared search (Ray in its own process)
 def test_model_card_has_the_hugging_face_layout(exported):
     text = (exported / "README.md").read_text()
     _, front, body = text.split("---\n", 2)
@@ -104,6 +106,7 @@ def test_model_card_has_the_hugging_face_layout(exported):
     assert "**Phantom data**" in body and "Research use only" in body
 
 
+@pytest.mark.ray  # the shared search (Ray in its own process)
 def test_a_baseline_by_trial_id(tracked_search, record_of, tmp_path):
     import timm
     import torch
@@ -123,3 +126,39 @@ def test_a_baseline_by_trial_id(tracked_search, record_of, tmp_path):
         probs = torch.sigmoid(model(x)).numpy()
     ours = search_probs(record_of(tracked_search, run_id), ex["findings"])
     np.testing.assert_allclose(probs, ours.loc[val.image_ids].to_numpy(), rtol=0, atol=1e-5)
+
+
+# -- bad inputs: one line, exit 2, nothing changed ---------------------------------------------
+def one_line_exit_2(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_a_folder_without_results_is_refused(tmp_path, capsys):
+    err = one_line_exit_2(capsys, [str(tmp_path), "--out", str(tmp_path / "out")])
+    assert "no results here" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray  # the shared search (Ray in its own process)
+def test_an_unknown_trial_is_refused(tracked_search, tmp_path, capsys):
+    err = one_line_exit_2(capsys, [str(tracked_search), "--trial", "nope",
+                                   "--out", str(tmp_path / "out")])
+    assert "--trial nope: no such trial" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray  # the shared search (Ray in its own process)
+def test_an_existing_export_is_kept_unless_overwrite(exported, tracked_search, tmp_path,
+                                                     capsys):
+    out = tmp_path / "mine"
+    shutil.copytree(exported, out)
+    (out / "notes.txt").write_text("the user's own file")
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    err = one_line_exit_2(capsys, [str(tracked_search), "--out", str(out)])
+    assert "already holds an export" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert main([str(tracked_search), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json",
+                                                     "model.safetensors", "notes.txt"]

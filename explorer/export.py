@@ -94,7 +94,7 @@ def choose(results, trial: str | None) -> tuple[pd.Series, object, str]:
 
 def record_dir(run_dir: Path, results, row: pd.Series) -> Path:
     """The trial's record: ``RUN/trials/ID``, or the baseline cache ``STORAGE/_baselines/KEY``."""
-    from explorer.pipeline import baseline_rel
+    from explorer.storage import BASELINES
 
     if row["kind"] != "baseline":
         return run_dir / "trials" / str(row["trial_id"])
@@ -103,7 +103,7 @@ def record_dir(run_dir: Path, results, row: pd.Series) -> Path:
     if key is None:
         raise UserError(f"{run_dir}/results/meta.json: baseline {row['trial_id']} is not "
                         "listed; rebuild the results store")
-    return run_dir.parent / baseline_rel(key)
+    return run_dir.parent / BASELINES / key
 
 
 # -- the timm model -----------------------------------------------------------------------------

@@ -162,3 +162,13 @@ def test_an_existing_export_is_kept_unless_overwrite(exported, tracked_search, t
     assert (out / "notes.txt").read_text() == "the user's own file"
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json",
                                                      "model.safetensors", "notes.txt"]
+
+
+@pytest.mark.ray  # the shared search (Ray in its own process)
+def test_a_trial_without_weights_is_refused(tracked_search, tmp_path, capsys):
+    run = tmp_path / "copy" / "mask_ratio"  # a copy: the shared search stays whole
+    shutil.copytree(tracked_search, run, ignore=shutil.ignore_patterns("mlartifacts", "*.db"))
+    trial = sorted(p.name for p in (run / "trials").iterdir())[0]
+    (run / "trials" / trial / "best_model.pt").unlink()
+    err = one_line_exit_2(capsys, [str(run), "--trial", trial, "--out", str(tmp_path / "out")])
+    assert f"trial {trial} left no weights" in err and not (tmp_path / "out").exists()

@@ -157,3 +157,13 @@ def test_mlflow_settings_without_mlflow_on_are_refused():
                                         "false"):
         load_spec(REPO / "search_spaces/mask_ratio.yaml",
                   ["tracking.mlflow_uri=http://127.0.0.1:5000"])
+
+
+def test_mlflow_on_without_the_package_is_one_line(monkeypatch, capsys):
+    from explorer.search import main
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what an install without the extra sees
+    assert main([str(REPO / "search_spaces/mask_ratio.yaml"), "--set", "tracking.mlflow=true",
+                 "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'cxr-recipe-explorer[track]'" in err

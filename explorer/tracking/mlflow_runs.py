@@ -6,6 +6,8 @@ What it adds to Ray's callback, each for a reason:
   a trial resumes), and only metrics are logged, not Ray's bookkeeping (pid, config, ...);
 - a resumed search logs into the trial's existing run: Tune does not keep this callback's run
   ids across a restart, and Ray's callback would open a second run for the same trial;
+- epochs whose result never reached the driver (it was killed between a trial's report and
+  this callback) are filled in at the end from the trial's ``history.json``;
 - the final artefacts are the trial's own record (config, summary, history, predictions), not
   Tune's folder; the weights stay out (``python -m explorer.export`` makes a model of them);
 - the default SQLite store gets its artefacts beside it, not in ``./mlartifacts`` of whatever
@@ -95,8 +97,19 @@ class TrialMLflowLogger(MLflowLoggerCallback):
         rel = self._record(trial)
         self.store.pull(rel)  # a remote storage: the record the trial pushed (no weights)
         client = self.mlflow_util._get_client()
+        self._fill_in(client, self._trial_runs[trial], rel)
         for name in RECORD_FILES:
             path = self.store.path(f"{rel}/{name}")
             if path.is_file():
                 client.log_artifact(self._trial_runs[trial], str(path), artifact_path="record")
         super().log_trial_end(trial, failed)
+
+    def _fill_in(self, client, run_id: str, rel: str) -> None:
+        from explorer.storage import read_json
+
+        logged = {m.step for m in client.get_metric_history(run_id, "val_mean_auc")}
+        for h in read_json(self.store.path(f"{rel}/history.json"), []) or []:
+            if h["epoch"] not in logged:
+                metrics = {k: h[k] for k in ("epoch", "val_mean_auc", "train_loss", "lr")}
+                self.mlflow_util.log_metrics(run_id=run_id, metrics_to_log=metrics,
+                                             step=h["epoch"])

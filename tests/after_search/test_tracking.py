@@ -47,8 +47,8 @@ def test_mlflow_holds_one_run_per_trial_with_epoch_metrics(tracked_search, recor
     for r in runs:
         assert r.info.status == "FINISHED"
         name = r.info.run_name
-        steps = [(m.step, m.value) for m in client.get_metric_history(r.info.run_id,
-                                                                      "val_mean_auc")]
+        steps = sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id,
+                                                                            "val_mean_auc"))
         assert same_curve(steps, record_of(tracked_search, name))
         assert "pid" not in r.data.metrics and "config/pretrain.mask_ratio" not in r.data.metrics
         artefacts = {a.path for a in client.list_artifacts(r.info.run_id, "record")}
@@ -120,12 +120,16 @@ def test_optuna_dashboard_serves_the_study(tracked_search):
 
 
 def test_a_resumed_trial_logs_into_its_existing_run(tmp_path):
-    """After a driver restart Tune brings back a fresh callback: the trial's run continues."""
+    """After a driver restart Tune brings back a fresh callback: the trial's run continues, and
+    the epoch whose result died with the old driver is filled in from the trial's record."""
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     record = tmp_path / "exp" / "trials" / "abc123"
     record.mkdir(parents=True)
     (record / "summary.json").write_text("{}")
+    (record / "history.json").write_text(json.dumps([
+        {"epoch": e, "val_mean_auc": v, "train_loss": 1.0, "lr": 1e-3}
+        for e, v in ((1, 0.5), (2, 0.55), (3, 0.6))]))
 
     def logger() -> TrialMLflowLogger:
         cb = TrialMLflowLogger(uri, experiment="exp", artifact_location=(
@@ -139,15 +143,15 @@ def test_a_resumed_trial_logs_into_its_existing_run(tmp_path):
     first.log_trial_start(trial)
     first.log_trial_result(1, trial, {"epoch": 1, "val_mean_auc": 0.5, "training_iteration": 1})
     second = logger()  # the restored driver's; training_iteration restarts, the epoch does not
-    second.log_trial_result(1, trial, {"epoch": 2, "val_mean_auc": 0.6, "training_iteration": 1})
+    second.log_trial_result(1, trial, {"epoch": 3, "val_mean_auc": 0.6, "training_iteration": 1})
     second.log_trial_end(trial)
     client = mlflow_client(tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    assert [(m.step, m.value) for m in client.get_metric_history(
-        runs[0].info.run_id, "val_mean_auc")] == [(1, 0.5), (2, 0.6)]
+    assert sorted((m.step, m.value) for m in client.get_metric_history(
+        runs[0].info.run_id, "val_mean_auc")) == [(1, 0.5), (2, 0.55), (3, 0.6)]
     assert [a.path for a in client.list_artifacts(runs[0].info.run_id, "record")] == \
-        ["record/summary.json"]
+        ["record/history.json", "record/summary.json"]
 
 
 def test_mlflow_settings_without_mlflow_on_are_refused():

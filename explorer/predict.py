@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from explorer.data.images import BadImage, decode_grey
 from explorer.errors import DataError, UserError
 
 EPILOG = """examples:
@@ -131,10 +133,6 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
-        from explorer.data.images import BadImage, decode_grey
-
         try:
             grey = decode_grey(str(self.paths[i]), self.size)
         except BadImage as e:
@@ -192,14 +190,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out}: is a folder; name the CSV file to write")
     paths = image_paths(args.images)
     model_dir = Path(args.model)
+    is_search = not (model_dir / "config.json").is_file() and \
+        (model_dir / "results" / "meta.json").is_file()
+    if args.trial and not is_search:
+        raise UserError(f"--trial {args.trial}: needs a search folder (runs/NAME) as MODEL, "
+                        f"and {model_dir} is not one")
     with tempfile.TemporaryDirectory(prefix="cxr-export-") as tmp:
-        if not (model_dir / "config.json").is_file() and \
-                (model_dir / "results" / "meta.json").is_file():
+        if is_search:  # its model, exported where only this run sees it
             from explorer.export import export
 
             model_dir = export(model_dir, Path(tmp) / "model", trial=args.trial)
-        elif args.trial:
-            raise UserError(f"--trial: {model_dir} is an export (one model), not a search")
         model, findings, data = load_export(model_dir)
     probs, done, bad = predict_files(model, data, paths, args.batch_size, args.workers)
     skipped = out.with_name(out.stem + ".skipped.csv")

@@ -52,24 +52,25 @@ def vit_size(arch: str) -> tuple[int, int, int]:
     return VIT_SIZES[arch]
 
 
+def vit_args(arch: str, *, img_size: int, patch_size: int,
+             global_pool: Literal["avg", "token"] = "avg") -> dict:
+    """The ``VisionTransformer`` arguments that fix the architecture of ``arch`` (what
+    ``create_vit_classifier`` passes, less the training-only ``drop_path_rate``): what an
+    export's ``config.json`` records as timm ``model_args``. The export loads the trained
+    weights into timm's model built from them with ``strict=True``, so a drift fails loudly."""
+    dim, depth, heads = vit_size(arch)
+    check_grid(img_size, patch_size)
+    return {"img_size": img_size, "patch_size": patch_size, "global_pool": global_pool,
+            "embed_dim": dim, "depth": depth, "num_heads": heads, "mlp_ratio": 4.0,
+            "qkv_bias": True}
+
+
 def check_grid(img_size: int, patch_size: int) -> int:
     """Patches per side; a SpecError when the image is not a whole number of patches."""
     if patch_size < 1 or img_size % patch_size:
         raise SpecError(f"image size {img_size} is not a multiple of model.patch_size "
                         f"{patch_size}; choose sizes that tile the image")
     return img_size // patch_size
-
-
-def vit_args(arch: str, *, img_size: int, patch_size: int,
-             global_pool: Literal["avg", "token"] = "avg") -> dict:
-    """The ``VisionTransformer`` arguments that fix the architecture (not the training-only
-    ones): what the classifier is built from, and what an export's ``config.json`` records as
-    timm ``model_args``, so the two cannot drift apart."""
-    dim, depth, heads = vit_size(arch)
-    check_grid(img_size, patch_size)
-    return {"img_size": img_size, "patch_size": patch_size, "global_pool": global_pool,
-            "embed_dim": dim, "depth": depth, "num_heads": heads, "mlp_ratio": 4.0,
-            "qkv_bias": True}
 
 
 def create_vit_classifier(
@@ -100,9 +101,13 @@ def create_vit_classifier(
     Raises:
         CheckpointError: the weights do not fit (one line naming the first bad tensor).
     """
-    model = VisionTransformer(num_classes=num_classes, drop_path_rate=drop_path,
-                              **vit_args(arch, img_size=img_size, patch_size=patch_size,
-                                         global_pool=global_pool))
+    dim, depth, heads = vit_size(arch)
+    check_grid(img_size, patch_size)
+    model = VisionTransformer(
+        img_size=img_size, patch_size=patch_size, num_classes=num_classes,
+        global_pool=global_pool, embed_dim=dim, depth=depth, num_heads=heads, mlp_ratio=4.0,
+        qkv_bias=True, drop_path_rate=drop_path,
+    )
     if encoder_state is not None:
         source = "encoder weights"
         if isinstance(encoder_state, (str, Path)):

@@ -53,6 +53,6 @@ def val_pngs(tracked_search, tmp_path_factory) -> Path:
     recipe = build_recipe(json.loads((first / "config.json").read_text())["recipe"])
     val = load_data(recipe.data).val
     out = tmp_path_factory.mktemp("val_pngs")
-    for image_id, pixels in zip(val.image_ids, val.images):
-        Image.fromarray(np.asarray(pixels), mode="L").save(out / f"{image_id}.png")
+    for i, image_id in enumerate(val.image_ids):
+        Image.fromarray(np.asarray(val.images[i]), mode="L").save(out / f"{image_id}.png")
     return out

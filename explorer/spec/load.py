@@ -8,6 +8,7 @@ the fine-tuning budget, every baseline must resolve).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec
     base_dict = resolve_recipe_dict(spec.recipe, spec.scale, spec.overlays())
     base = build_recipe(base_dict, where=where)
     loaded = LoadedSpec(spec=spec, path=path, raw=raw, base=base)
+    if spec.tracking.mlflow and importlib.util.find_spec("mlflow") is None:
+        raise SpecError(f"{where}: tracking.mlflow: the mlflow package is not installed; "
+                        "pip install 'cxr-recipe-explorer[track]' (or mlflow-skinny)")
     _check_params(loaded, base_dict, where)
     _check_visible_patches(loaded, where)
     _check_scheduler(loaded, where)

@@ -23,3 +23,23 @@ class CheckpointError(UserError):
 
 class StorageError(UserError):
     """An experiment storage location that cannot be used."""
+
+
+#: The longest error line a CLI prints: a message quoting a huge value (a YAML bomb, a path of
+#: thousands of characters) must not flood the terminal or the CI log.
+MAX_LINE = 500
+
+
+def error_line(message: object, limit: int = MAX_LINE) -> str:
+    """``message`` as the one line a CLI prints after ``error: ``.
+
+    Line breaks and other control characters (from a value the user typed, or a library's
+    multi-line message) are shown escaped, so the output stays one line. Over ``limit``
+    characters the middle is cut: the start names what is at fault, the end says what to do.
+    """
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+    if len(text) <= limit:
+        return text
+    cut = " [...] "
+    tail = limit // 3
+    return text[: limit - tail - len(cut)] + cut + text[-tail:]

@@ -34,10 +34,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from explorer.errors import StorageError
+from explorer.settings import SYNC, env_seconds
 from explorer.storage import HeartbeatLock
 
 MIRROR_ENV = "CXR_EXPLORER_MIRROR"
-SYNC_S = float(os.environ.get("CXR_EXPLORER_SYNC_S", "5"))
+SYNC_S = env_seconds(SYNC, 5.0)
 _COPY_CHUNK = 8 << 20
 _push_lock = threading.Lock()
 _pushed: dict[tuple[str, str], tuple[int, int]] = {}  # (uri, rel) -> (size, mtime_ns) uploaded

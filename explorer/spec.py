@@ -9,16 +9,15 @@ line naming the file and key, before anything is created on disk.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from explorer.config import Recipe
 from explorer.errors import SpecError
+from explorer.overrides import apply_sets
 from explorer.recipes import (
     SCALES,
     build_recipe,
@@ -26,7 +25,6 @@ from explorer.recipes import (
     read_yaml,
     resolve_recipe_dict,
     scale_search_defaults,
-    set_path,
 )
 from explorer.validation import one_line
 
@@ -199,28 +197,6 @@ class LoadedSpec:
         return n, f"searched pre-training parameters: {', '.join(searched)} (at most {n})"
 
 
-def parse_set(item: str) -> tuple[str, Any]:
-    """``key.path=value`` with the value read as YAML (numbers, lists, null)."""
-    if "=" not in item:
-        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set scale=smoke")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[\w]+)*", key):
-        raise SpecError(f"--set {item!r}: '{key}' is not a dotted key such as data.root")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
-    return key, value
-
-
-def apply_sets(raw: dict, sets: list[str]) -> dict:
-    for item in sets:
-        key, value = parse_set(item)
-        set_path(raw, key, value)
-    return raw
-
-
 def load_spec(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     path = Path(path)
     raw = read_yaml(path, "search spec")
@@ -230,6 +206,9 @@ def load_spec(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Loade
 
 
 def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec:
+    from explorer.preflight import check_loaded_spec, check_raw_spec
+
+    check_raw_spec(raw, where)
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as err:
@@ -244,6 +223,7 @@ def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec
     _check_scheduler(loaded, where)
     for b in spec.baselines:
         _check_baseline(loaded, b, where)
+    check_loaded_spec(loaded, where)
     return loaded
 
 

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import StorageError
+from explorer.settings import LOCK_STALE, env_seconds
 
 ENCODERS = "_encoders"
 BASELINES = "_baselines"
 #: A lock whose holder stopped refreshing it for this long is considered abandoned.
-LOCK_STALE_S = float(os.environ.get("CXR_EXPLORER_LOCK_STALE_S", "90"))
+LOCK_STALE_S = env_seconds(LOCK_STALE, 90.0)
 LOCK_HEARTBEAT_S = max(0.5, LOCK_STALE_S / 6)
 
 

@@ -88,8 +88,9 @@ def file_signature(path: str, rel: str) -> tuple[str, int, int]:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("CXR_EXPLORER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "cxr-explorer"
+    from explorer.settings import cache_dir
+
+    return cache_dir()
 
 
 @contextlib.contextmanager

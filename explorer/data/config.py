@@ -55,6 +55,10 @@ class DataConfig(_Strict):
     mean: float = 0.5056
     std: float = Field(default=0.252, gt=0)
     loader_workers: int = Field(default=0, ge=0)
+    allow_outside_root: bool = Field(
+        default=False, description="csv and chexpert: accept label-file paths that lead outside "
+        "root (absolute, or through ..); off, such a path is refused as a likely mistake",
+    )
     max_bad_fraction: float = Field(
         default=0.05, ge=0, le=1,
         description="unreadable image files are skipped and listed; above this share the run stops",

@@ -1,0 +1,137 @@
+"""The report's inputs, checked before any section is computed: a damaged results store (a
+truncated table, a missing or mistyped column, junk ``meta.json``) is one line naming the file,
+never a traceback from deep inside a figure.
+
+Tables may be absent (a search without pre-training has no encoder tables, the report shows
+what there is); a table that is present must be readable Parquet with the columns below, of
+the kind below. The schema is the one ``explorer.results`` documents.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from explorer.errors import UserError
+from explorer.results import PARAM_PREFIX, STATUSES, TABLES, Results, results_dir
+
+NUM, TEXT, BYTES = "numbers", "text", "bytes"
+#: table -> {column: kind}; every column listed is required when the table is present.
+SCHEMA: dict[str, dict[str, str]] = {
+    "trials": {"trial_id": TEXT, "kind": TEXT, "label": TEXT, "arch": TEXT, "status": TEXT,
+               "epochs_run": NUM, "epochs_planned": NUM, "best_epoch": NUM, "seed": NUM},
+    "epochs": {"trial_id": TEXT, "epoch": NUM, "val_mean_auc": NUM},
+    "classes": {},
+    "predictions": {"trial_id": TEXT, "split": TEXT, "image_id": TEXT},
+    "labels": {"split": TEXT, "image_id": TEXT, "patient_id": TEXT},
+    "encoders": {"pretrain_key": TEXT},
+    "encoder_epochs": {"pretrain_key": TEXT, "epoch": NUM, "loss": NUM},
+    "reconstructions": {"pretrain_key": TEXT, "image_id": TEXT, "panel": TEXT, "png": BYTES},
+}
+#: Optional columns: checked for their kind when present.
+OPTIONAL = {"trials": {"val_mean_auc": NUM, "test_mean_auc": NUM, "wall_time_s": NUM},
+            "epochs": {"train_loss": NUM, "lr": NUM, "epoch_time_s": NUM}}
+#: Rows a table holds once: a repeated one would double an image in every AUC.
+UNIQUE = {"predictions": ["trial_id", "split", "image_id"], "labels": ["split", "image_id"],
+          "trials": ["trial_id"]}
+ENUMS = {("trials", "kind"): ("recipe", "baseline"), ("trials", "status"): STATUSES}
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e}): the results store is damaged; rebuild "
+                        "it (run the search again with --resume)") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    findings = meta.get("findings")
+    if not isinstance(findings, list) or not findings or \
+            not all(isinstance(f, str) for f in findings):
+        raise UserError(f"{path}: 'findings' must be a non-empty list of names, got "
+                        f"{findings!r}"[:300])
+    for key, kind in (("searched", dict), ("spec", dict), ("data", dict), ("name", str),
+                      ("scale", str)):
+        if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
+            raise UserError(f"{path}: '{key}' must be {'a mapping' if kind is dict else 'text'}"
+                            f", got {type(meta[key]).__name__}")
+    searched = meta.get("searched")
+    if not isinstance(searched, dict) or not all(isinstance(v, dict) for v in searched.values()):
+        raise UserError(f"{path}: 'searched' must map each searched parameter to its space, "
+                        f"got {searched!r}"[:300])
+    return meta
+
+
+def _kind_ok(values: pd.Series, kind: str) -> bool:
+    if kind == NUM:
+        return pd.api.types.is_numeric_dtype(values) or values.isna().all()
+    cls = str if kind == TEXT else bytes
+    return values.dropna().map(lambda v: isinstance(v, cls)).all()
+
+
+def _check_table(name: str, df: pd.DataFrame, path: Path, meta: dict) -> None:
+    columns = dict(SCHEMA[name])
+    if name in ("predictions", "labels"):
+        columns.update({f: NUM for f in meta["findings"]})
+    if name == "trials":
+        for param, space in meta["searched"].items():
+            if space.get("type") in ("float", "int"):
+                columns.setdefault(PARAM_PREFIX + param, NUM)
+    optional = {c: k for c, k in OPTIONAL.get(name, {}).items() if c in df.columns}
+    for column, kind in {**columns, **optional}.items():
+        if column not in df.columns:
+            if column.startswith(PARAM_PREFIX):
+                continue   # a parameter no trial reached yet
+            raise UserError(f"{path}: no column '{column}': the results store is damaged or "
+                            "from another version; rebuild it (run the search again with "
+                            "--resume)")
+        if not _kind_ok(df[column], kind):
+            raise UserError(f"{path}: column '{column}' should hold {kind}, but holds "
+                            f"{df[column].dtype} values such as "
+                            f"{df[column].dropna().iloc[0]!r}"[:300])
+    for (table, column), allowed in ENUMS.items():
+        if table == name:
+            bad = sorted(set(df[column].dropna()) - set(allowed))
+            if bad:
+                raise UserError(f"{path}: column '{column}' holds {bad[0]!r}; expected one of "
+                                f"{', '.join(allowed)}")
+    keys = UNIQUE.get(name)
+    if keys and df.duplicated(keys).any():
+        row = df[df.duplicated(keys)].iloc[0]
+        raise UserError(f"{path}: a row for " + ", ".join(f"{k} {row[k]!r}" for k in keys)
+                        + " appears more than once: the results store is damaged; rebuild it")
+
+
+def load_checked(run_dir: str | Path) -> Results:
+    """``explorer.results.load_results`` with every table and ``meta.json`` checked."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UserError(f"{run_dir}: no results here ("
+                        + ("a file, not" if run.exists() else "no such folder; expected")
+                        + " a search's run folder, holding results/)")
+    src = results_dir(run)
+    if not (src / "meta.json").is_file():
+        raise UserError(f"{run_dir}: no results here (expected {src / 'meta.json'})")
+    meta = _read_meta(src / "meta.json")
+    frames = {}
+    for name in TABLES:
+        path = src / f"{name}.parquet"
+        if not path.exists():
+            frames[name] = pd.DataFrame()
+            continue
+        if not path.is_file():
+            raise UserError(f"{path}: not a file: the results store is damaged")
+        try:
+            frames[name] = pd.read_parquet(path)
+        except (OSError, ValueError, pa.ArrowException) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"{path}: not a readable Parquet table ({type(e).__name__}: "
+                            f"{first}): the file is damaged; rebuild it (run the search again "
+                            "with --resume)") from None
+        _check_table(name, frames[name], path, meta)
+    return Results(meta=meta, **frames)

@@ -128,10 +128,12 @@ class Pipeline:
     # -- set-up ---------------------------------------------------------------------------
     def prepare_data(self) -> None:
         from explorer.data import load_data
+        from explorer.preflight import check_trainable
         from explorer.train.finetune import check_validation
 
         self.data = load_data(self.base.data)
         check_validation(self.data)
+        check_trainable(self.loaded, len(self.data.train))
         self._check_weights()
 
     def _check_weights(self) -> None:

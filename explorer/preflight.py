@@ -35,12 +35,17 @@ MAX_SIDE = 4096
 MAX_SEED = 2**31 - 1
 #: An experiment name is a folder name, with room for the suffixes added to it.
 MAX_NAME = 100
-#: Searched parameters whose values meet when a model is built: every combination of their
-#: extremes is built. Any other parameter is built at its extremes one at a time.
+#: Searched parameters whose values meet, when a model is built or in the recipe's own
+#: cross-field rules (warm-up within the epochs, crop scale low <= high, cache above the eval
+#: resize): every combination of their extremes is built. Any other parameter is built at its
+#: extremes one at a time.
 INTERACTING = (
     "data.image_size", "data.eval_crop_pct", "data.cache_size", "model.arch", "model.patch_size",
     "model.global_pool", "pretrain.mask_ratio", "pretrain.decoder_dim", "pretrain.decoder_depth",
     "pretrain.decoder_heads", "pretrain.norm_pix_loss", "finetune.batch_size", "finetune.mix",
+    "pretrain.epochs", "pretrain.warmup_epochs", "finetune.epochs", "finetune.warmup_epochs",
+    "pretrain.crop_scale.0", "pretrain.crop_scale.1", "finetune.crop_scale.0",
+    "finetune.crop_scale.1",
 )
 MAX_CORNERS = 64
 #: The data fields a search may vary: how images are seen, never which images validation and

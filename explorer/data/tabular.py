@@ -94,12 +94,20 @@ def index_files(folders: Iterable[Path]) -> dict[str, str]:
         try:
             with os.scandir(folder) as it:
                 for entry in it:
-                    if entry.is_file():   # False for a link loop, a folder, a pipe
+                    if _is_file(entry):
                         found.setdefault(entry.name, entry.path)
         except OSError as e:
             raise DataError(f"image folder {folder} cannot be listed ({e.strerror or e}): fix "
                             "its permissions") from None
     return found
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """A regular file (through links); not a folder, a pipe, or a link loop (which raises)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def check_disjoint(patients: dict[str, np.ndarray], where: str) -> None:

@@ -55,6 +55,8 @@ SEARCHABLE_DATA = ("data.image_size", "data.eval_crop_pct", "data.cache_size", "
                    "data.std", "data.loader_workers", "data.images.train")
 #: Fixed for the whole search: the trial placement, and where weights come from.
 UNSEARCHABLE = ("resources.", "pretrain.enabled", "pretrain.from_checkpoint", "finetune.weights")
+#: Decoder sizes a preflight build (and a trial) can hold: MAE's largest is 8 x 512.
+MAX_DECODER_DEPTH, MAX_DECODER_DIM = 48, 4096
 #: A stand-in class count: shapes never depend on it (the data decides it later).
 N_CLASSES = 14
 #: Every value of a range is enumerated for the divisibility rules up to this many.
@@ -319,7 +321,26 @@ def _steps(r: Recipe) -> Iterator[tuple[str, str, Callable[[], Any]]]:
 _BUILT: set[str] = set()
 
 
+def _numbers(obj: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(obj, float):
+        yield path, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{path}.{i}")
+
+
 def _check_values(r: Recipe) -> None:
+    for path, value in _numbers(r.model_dump()):
+        if not math.isfinite(value):   # inf or nan pass every range check pydantic makes
+            raise SpecError(f"{path} is {value}: give a finite number")
+    p = r.pretrain
+    if p.decoder_depth > MAX_DECODER_DEPTH or p.decoder_dim > MAX_DECODER_DIM:
+        raise SpecError(f"pretrain.decoder_depth {p.decoder_depth} / decoder_dim "
+                        f"{p.decoder_dim}: at most {MAX_DECODER_DEPTH} / {MAX_DECODER_DIM} "
+                        "(MAE's decoder is 8 x 512)")
     for what, value in (("data.image_size", r.data.image_size), ("the eval resize "
                         "data.image_size / data.eval_crop_pct", r.data.eval_size),
                         ("data.cache_size", r.data.train_cache_size)):

@@ -85,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from explorer.settings import check_environment, storage_setting
+    from explorer.settings import check_environment, check_folder, storage_setting
 
     check_environment()   # first: the modules imported next read some of these settings
     args.storage = storage_setting(args.storage)
+    check_folder(args.reports, "--reports")   # written last: a bad one would fail at the end
     from explorer.dryrun import dry_run_text
     from explorer.experiment import Experiment
     from explorer.preflight import check_name

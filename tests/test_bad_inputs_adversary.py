@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -143,6 +144,14 @@ RECIPE_CASES = [
     ("searching which images validation holds",
      sets(P + "data.split_seed={type: int, low: 0, high: 3}"),
      ["search.params.data.split_seed: cannot be searched"]),
+    ("a value that is not a finite number", sets("data.mean=.inf"),
+     ["the recipe: data.mean is inf: give a finite number"]),
+    ("a decoder a million blocks deep", sets("pretrain.decoder_depth=1000000"),
+     ["pretrain.decoder_depth 1000000", "at most 48"]),
+    ("phantom contrast of 1e308", sets("data.phantom_strength=1.0e308"),
+     ["data.phantom_strength: Input should be less than or equal to 100"]),
+    ("a phantom of a billion images", sets("data.images.train=1000000000"),
+     ["data.images.train 1,000,000,000: the phantom draws at most 200,000"]),
     ("searching the resources of a trial",
      sets(P + "resources.workers={type: int, low: 1, high: 2}"),
      ["search.params.resources.workers: cannot be searched"]),
@@ -161,6 +170,31 @@ def test_a_refused_spec_leaves_the_name_free(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
     code, err = run_cli(capsys, "--storage", str(tmp_path / "runs"), "--dry-run")
     assert code == 0 and err == ""
+
+
+def test_image_cache_larger_than_the_free_disk(tmp_path, capsys):
+    """The largest training split the checks allow (200,000 phantom images at 4096 px, 3.4 TB)
+    is refused before a byte of it is written, where the disk cannot hold it."""
+    need = 200_000 * 4096 * 4096
+    if shutil.disk_usage(os.environ["CXR_EXPLORER_CACHE"]).free >= need:
+        pytest.skip("the cache disk has 3.4 TB free: this request would fit")
+    refused(tmp_path, capsys, *sets("data.image_size=4096", "model.patch_size=64",
+                                    "data.images.train=200000"),
+            names=("the image cache at", "3355.4 GB for the train split but", "GB are free"))
+
+
+def test_reports_folder_under_a_file(tmp_path, capsys):
+    """The report is written last: a --reports that cannot be created would fail after the
+    whole search."""
+    blocker = _blocker(tmp_path)
+    refused(tmp_path, capsys, "--reports", str(blocker / "reports"),
+            names=(f"--reports {blocker / 'reports'}", "which is a file"))
+
+
+def test_storage_path_longer_than_the_file_system_allows(tmp_path, capsys):
+    line = refused(tmp_path, capsys, "--storage", str(tmp_path / ("s" * 5000)),
+                   names=("--storage", "not writable (File name too long)"))
+    assert len(line) <= len("error: ") + MAX_LINE
 
 
 # -- YAML files --------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ class DataConfig(_Strict):
     images: SplitSizes = Field(default_factory=SplitSizes)
     mean: float = 0.5056
     std: float = Field(default=0.252, gt=0)
-    loader_workers: int = Field(default=0, ge=0)
+    loader_workers: int = Field(default=0, ge=0, le=256)
     allow_outside_root: bool = Field(
         default=False, description="csv and chexpert: accept label-file paths that lead outside "
         "root (absolute, or through ..); off, such a path is refused as a likely mistake",
@@ -66,7 +66,8 @@ class DataConfig(_Strict):
 
     # --- phantom ---
     phantom_strength: float = Field(
-        default=1.0, gt=0, description="phantom only: contrast of the finding traces (1 = default)"
+        default=1.0, gt=0, le=100,
+        description="phantom only: contrast of the finding traces (1 = default)"
     )
     # --- chexpert ---
     uncertainty: dict[str, Uncertainty] = Field(

@@ -57,6 +57,9 @@ SEARCHABLE_DATA = ("data.image_size", "data.eval_crop_pct", "data.cache_size", "
 UNSEARCHABLE = ("resources.", "pretrain.enabled", "pretrain.from_checkpoint", "finetune.weights")
 #: Decoder sizes a preflight build (and a trial) can hold: MAE's largest is 8 x 512.
 MAX_DECODER_DEPTH, MAX_DECODER_DIM = 48, 4096
+#: Patient-bootstrap resamples the report can hold in memory ([resamples, findings] AUCs per
+#: model, and the resampled patients per draw).
+MAX_BOOTSTRAP = 100_000
 #: A stand-in class count: shapes never depend on it (the data decides it later).
 N_CLASSES = 14
 #: Every value of a range is enumerated for the divisibility rules up to this many.
@@ -117,6 +120,22 @@ def _describe(space: ParamSpace) -> str:
     if space.type == "categorical":
         return f"the choices {space.choices}"
     return f"the range [{space.low:g}, {space.high:g}]"
+
+
+def _check_baseline_runs(loaded: LoadedSpec, where: str) -> None:
+    """Each baseline run once: two equal runs share one cache folder and one result row."""
+    seen: dict[str, str] = {}
+    for i, b in enumerate(loaded.spec.baselines):
+        seeds = b.seeds
+        if (isinstance(seeds, int) and seeds < 1) or seeds == []:
+            raise SpecError(f"{where}: baselines[{i}].seeds: {seeds!r} gives no run; use a "
+                            "count of at least 1 or a list of seeds (baselines: [] for none)")
+        for seed in loaded.spec.baseline_seeds(b):
+            key = json.dumps([b.recipe, b.overrides, seed], sort_keys=True, default=str)
+            if key in seen:
+                raise SpecError(f"{where}: baselines[{i}]: {b.recipe} seed {seed} is already "
+                                f"run by {seen[key]}: list each baseline run once")
+            seen[key] = f"baselines[{i}]"
 
 
 def _check_conditions(loaded: LoadedSpec, where: str) -> None:
@@ -387,6 +406,10 @@ def check_loaded_spec(loaded: LoadedSpec, where: str) -> None:
     for what, seed in seeds:
         if not 0 <= seed <= MAX_SEED:
             raise SpecError(f"{where}: {what} {seed} is outside 0 to {MAX_SEED}")
+    _check_baseline_runs(loaded, where)
+    if spec.bootstrap > MAX_BOOTSTRAP:
+        raise SpecError(f"{where}: bootstrap {spec.bootstrap:,} resamples: the report holds "
+                        f"them in memory; use at most {MAX_BOOTSTRAP:,} (2000 is the default)")
     _check_every_value(loaded, where)
     for label, recipe in search_recipes(loaded, where):
         _check_build(label, recipe, where)

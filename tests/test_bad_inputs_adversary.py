@@ -152,6 +152,13 @@ RECIPE_CASES = [
      ["data.phantom_strength: Input should be less than or equal to 100"]),
     ("a phantom of a billion images", sets("data.images.train=1000000000"),
      ["data.images.train 1,000,000,000: the phantom draws at most 200,000"]),
+    ("a baseline with no seeds", sets("baselines=[{recipe: densenet121_baseline, seeds: 0}]"),
+     ["baselines[0].seeds: 0 gives no run", "baselines: [] for none"]),
+    ("the same baseline run twice", sets("baselines=[{recipe: densenet121_baseline}, "
+                                         "{recipe: densenet121_baseline}]"),
+     ["baselines[1]: densenet121_baseline seed 0 is already run by baselines[0]"]),
+    ("a bootstrap too large to hold", sets("bootstrap=1000000000"),
+     ["bootstrap 1,000,000,000 resamples", "at most 100,000"]),
     ("searching the resources of a trial",
      sets(P + "resources.workers={type: int, low: 1, high: 2}"),
      ["search.params.resources.workers: cannot be searched"]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -19,6 +20,10 @@ from explorer.errors import UserError
 from explorer.results import PARAM_PREFIX, STATUSES, TABLES, Results, results_dir
 
 NUM, TEXT, BYTES = "numbers", "text", "bytes"
+#: Stricter kinds for the arrays every AUC is computed from.
+FINITE, BINARY = "finite numbers", "only 0 and 1"
+#: Columns that name things: a blank one cannot be joined or sorted.
+KEYS = ("trial_id", "split", "image_id", "patient_id", "pretrain_key")
 #: table -> {column: kind}; every column listed is required when the table is present.
 SCHEMA: dict[str, dict[str, str]] = {
     "trials": {"trial_id": TEXT, "kind": TEXT, "label": TEXT, "arch": TEXT, "status": TEXT,
@@ -40,6 +45,16 @@ UNIQUE = {"predictions": ["trial_id", "split", "image_id"], "labels": ["split", 
 ENUMS = {("trials", "kind"): ("recipe", "baseline"), ("trials", "status"): STATUSES}
 
 
+def _is_space(space: object) -> bool:
+    if not isinstance(space, dict):
+        return False
+    if space.get("type") == "categorical":
+        return isinstance(space.get("choices"), list)
+    return space.get("type") in ("float", "int") and all(
+        isinstance(space.get(k), (int, float)) and not isinstance(space.get(k), bool)
+        for k in ("low", "high"))
+
+
 def _read_meta(path: Path) -> dict:
     try:
         meta = json.loads(path.read_bytes().decode("utf-8"))
@@ -55,29 +70,48 @@ def _read_meta(path: Path) -> dict:
             not all(isinstance(f, str) for f in findings):
         raise UserError(f"{path}: 'findings' must be a non-empty list of names, got "
                         f"{findings!r}"[:300])
+    if len(set(findings)) != len(findings):
+        raise UserError(f"{path}: 'findings' names a finding twice")
     for key, kind in (("searched", dict), ("spec", dict), ("data", dict), ("name", str),
                       ("scale", str)):
         if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
             raise UserError(f"{path}: '{key}' must be {'a mapping' if kind is dict else 'text'}"
                             f", got {type(meta[key]).__name__}")
     searched = meta.get("searched")
-    if not isinstance(searched, dict) or not all(isinstance(v, dict) for v in searched.values()):
-        raise UserError(f"{path}: 'searched' must map each searched parameter to its space, "
-                        f"got {searched!r}"[:300])
+    if not isinstance(searched, dict) or not all(_is_space(v) for v in searched.values()):
+        raise UserError(f"{path}: 'searched' must map each searched parameter to its space "
+                        "(type float/int with numbers low and high, or categorical with a list "
+                        f"of choices), got {searched!r}"[:400])
     return meta
 
 
 def _kind_ok(values: pd.Series, kind: str) -> bool:
     if kind == NUM:
         return pd.api.types.is_numeric_dtype(values) or values.isna().all()
+    if kind in (FINITE, BINARY):
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            return False
+        array = values.to_numpy(dtype=float)
+        return bool(np.isfinite(array).all() and (kind == FINITE or np.isin(array, (0, 1)).all()))
     cls = str if kind == TEXT else bytes
     return values.dropna().map(lambda v: isinstance(v, cls)).all()
+
+
+def _odd_value(values: pd.Series, kind: str) -> object:
+    """A value that breaks ``kind``, to show in the message."""
+    if kind in (FINITE, BINARY) and pd.api.types.is_numeric_dtype(values):
+        array = values.to_numpy(dtype=float)
+        bad = ~np.isfinite(array) | (~np.isin(array, (0, 1)) if kind == BINARY else False)
+        return array[bad][0].item() if bad.any() else None
+    present = values.dropna()
+    return present.iloc[0] if len(present) else None
 
 
 def _check_table(name: str, df: pd.DataFrame, path: Path, meta: dict) -> None:
     columns = dict(SCHEMA[name])
     if name in ("predictions", "labels"):
-        columns.update({f: NUM for f in meta["findings"]})
+        columns.update({f: FINITE if name == "predictions" else BINARY
+                        for f in meta["findings"]})
     if name == "trials":
         for param, space in meta["searched"].items():
             if space.get("type") in ("float", "int"):
@@ -92,8 +126,11 @@ def _check_table(name: str, df: pd.DataFrame, path: Path, meta: dict) -> None:
                             "--resume)")
         if not _kind_ok(df[column], kind):
             raise UserError(f"{path}: column '{column}' should hold {kind}, but holds "
-                            f"{df[column].dtype} values such as "
-                            f"{df[column].dropna().iloc[0]!r}"[:300])
+                            f"{df[column].dtype} values such as {_odd_value(df[column], kind)!r}"
+                            [:300] + ": the results store is damaged; rebuild it")
+        if column in KEYS and df[column].isna().any():
+            raise UserError(f"{path}: column '{column}' is blank in {int(df[column].isna().sum())}"
+                            " row(s): the results store is damaged; rebuild it")
     for (table, column), allowed in ENUMS.items():
         if table == name:
             bad = sorted(set(df[column].dropna()) - set(allowed))

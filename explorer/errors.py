@@ -25,12 +25,22 @@ class StorageError(UserError):
     """An experiment storage location that cannot be used."""
 
 
+def error_line(exc: BaseException | str, *, last: bool = False, limit: int = 300) -> str:
+    """One line of an exception's text for a ``UserError`` message: the first non-empty line
+    (a library's summary), or with ``last`` the last one (a Ray error wraps a traceback and ends
+    with the cause). The exception's type name when it has no text."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__ if isinstance(exc, BaseException) else ""
+    return (lines[-1] if last else lines[0])[:limit]
+
+
 #: The longest error line a CLI prints: a message quoting a huge value (a YAML bomb, a path of
 #: thousands of characters) must not flood the terminal or the CI log.
 MAX_LINE = 500
 
 
-def error_line(message: object, limit: int = MAX_LINE) -> str:
+def cli_line(message: object, limit: int = MAX_LINE) -> str:
     """``message`` as the one line a CLI prints after ``error: ``.
 
     Line breaks and other control characters (from a value the user typed, or a library's

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from explorer.errors import SpecError
-from explorer.safe_yaml import UnboundedYaml, load_yaml
+from explorer.safe_yaml import RefusedYaml, load_yaml
 
 _KEY = re.compile(r"[A-Za-z_]\w*(\.\w+)*")
 #: Fields of one searched parameter (``explorer.spec.ParamSpace``), the last part of a key
@@ -32,7 +32,7 @@ def parse_set(item: str) -> tuple[str, Any]:
         return key, ""
     try:
         return key, load_yaml(text, f"--set {key}")
-    except UnboundedYaml:
+    except RefusedYaml:
         raise
     except SpecError:
         return key, text   # not YAML (e.g. a Windows path): the plain string
@@ -54,40 +54,41 @@ def _param_key(params: dict, rest: list[str]) -> tuple[str, list[str]]:
     return ".".join(rest), []
 
 
+def _item(cur: list, part: str, where: str, item: str) -> int:
+    """The list index ``part`` names in ``cur``, or why it names none."""
+    if not part.isdigit():
+        raise SpecError(f"--set {item!r}: {where} is a list: give an item number, "
+                        f"e.g. {where}.0.{part}")
+    index = int(part)
+    if index >= len(cur):
+        raise SpecError(f"--set {item!r}: {where} has {len(cur)} item(s), so there is no item "
+                        f"{index}" + (f" (0 to {len(cur) - 1})" if cur else ""))
+    return index
+
+
 def set_value(raw: dict, key: str, value: Any, item: str) -> None:
     """Set ``key`` (dotted) in ``raw`` to ``value``, or a SpecError saying why it cannot be."""
     parts, cur, trail = key.split("."), raw, []
-    while parts:
+    while True:
         part = parts.pop(0)
         where = ".".join(trail) or "the spec"
         if isinstance(cur, list):
-            if not part.isdigit():
-                raise SpecError(f"--set {item!r}: {where} is a list: give an item number, "
-                                f"e.g. {where}.0.{part}")
-            index = int(part)
-            if index >= len(cur):
-                raise SpecError(f"--set {item!r}: {where} has {len(cur)} item(s), so there is "
-                                f"no item {index}" + (f" (0 to {len(cur) - 1})" if cur else ""))
-            if not parts:
-                cur[index] = value
-                return
-            cur, trail = cur[index], [*trail, part]
-            continue
-        if not isinstance(cur, dict):
+            part = _item(cur, part, where, item)
+        elif not isinstance(cur, dict):
             raise SpecError(f"--set {item!r}: {where} is a value ({_shown(cur)}), not a "
                             f"section: set it whole, e.g. --set {where}=...")
-        if trail == ["search", "params"]:
+        elif trail == ["search", "params"]:
             part, parts = _param_key(cur, [part, *parts])
         if not parts:
             cur[part] = value
             return
-        if part not in cur:
+        if isinstance(cur, dict) and part not in cur:
             if parts[0].isdigit():
                 raise SpecError(f"--set {item!r}: {'.'.join([*trail, part])} is not in the "
                                 f"spec, so it has no item {parts[0]}: set the whole list, "
                                 f"e.g. --set {'.'.join([*trail, part])}=[...]")
             cur[part] = {}
-        cur, trail = cur[part], [*trail, part]
+        cur, trail = cur[part], [*trail, str(part)]
 
 
 def apply_sets(raw: dict, sets: list[str]) -> dict:

@@ -23,8 +23,9 @@ MAX_NODES = 100_000
 MAX_BYTES = 1 << 20
 
 
-class UnboundedYaml(SpecError):
-    """A document refused for its size, not its syntax (alias bombs, cycles, deep nesting)."""
+class RefusedYaml(SpecError):
+    """Valid YAML refused for what it holds: alias bombs, cycles, deep nesting, NUL characters
+    (every file-system call on a value holding one raises ``embedded null byte``)."""
 
 
 def _expanded_size(root: yaml.Node) -> int:
@@ -47,15 +48,32 @@ def _expanded_size(root: yaml.Node) -> int:
             open_nodes.discard(key)
             sizes[key] = 1 + sum(sizes[id(k)] for k in kids)
             if sizes[key] > MAX_NODES:
-                raise UnboundedYaml(f"expands to more than {MAX_NODES:,} values through its "
+                raise RefusedYaml(f"expands to more than {MAX_NODES:,} values through its "
                                 "aliases (*name); write the values out instead")
             continue
         if key in open_nodes:
-            raise UnboundedYaml("an alias (*name) refers to a block that contains it")
+            raise RefusedYaml("an alias (*name) refers to a block that contains it")
         open_nodes.add(key)
         stack.append((node, True))
         stack.extend((k, False) for k in kids if id(k) not in sizes)
     return sizes[id(root)]
+
+
+def _scalars(root: yaml.Node) -> list[yaml.ScalarNode]:
+    """The scalar nodes of a graph already proven bounded (each node once)."""
+    seen, out, stack = set(), [], [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            out.append(node)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        else:
+            stack.extend(node.value)
+    return out
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -74,13 +92,15 @@ def load_yaml(text: str, where: str) -> Any:
         if node is None:
             return None
         _expanded_size(node)
+        if any("\0" in str(n.value) for n in _scalars(node)):
+            raise RefusedYaml("a value contains a NUL character")
         return loader.construct_document(node)
-    except UnboundedYaml as exc:
-        raise UnboundedYaml(f"{where}: {exc}") from None
+    except RefusedYaml as exc:
+        raise RefusedYaml(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{where}: {_yaml_problem(exc)}") from None
     except RecursionError:  # the composer recurses once per nesting level
-        raise UnboundedYaml(f"{where}: nested too deeply to be a spec") from None
+        raise RefusedYaml(f"{where}: nested too deeply to be a spec") from None
     finally:
         loader.dispose()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from explorer.data.findings import CHEXPERT_FINDINGS
+from explorer.schema import Strict as _Strict
 
 SourceName = Literal["phantom", "chestxray14", "chexpert", "chestmnist", "csv"]
 Uncertainty = Literal["ones", "zeros"]
@@ -17,10 +18,6 @@ CHEXPERT_UNCERTAINTY: dict[str, Uncertainty] = {
     "Atelectasis": "ones", "Cardiomegaly": "zeros", "Consolidation": "zeros", "Edema": "ones",
     "Pleural Effusion": "zeros",
 }
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SplitSizes(_Strict):

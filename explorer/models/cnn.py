@@ -17,8 +17,7 @@ from torch import Tensor, nn
 
 from explorer.errors import SpecError
 from explorer.models.checkpoints import load_fitting_state, load_weights_file
-
-CNN_ARCHS = ("densenet121", "resnet50")
+from explorer.names import CNN_ARCHS
 
 # Older torchvision DenseNet files say "denselayer1.norm.1.weight" where timm has "norm1.weight".
 _OLD_DENSENET = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")

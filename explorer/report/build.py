@@ -11,6 +11,7 @@ from explorer.report.figures import make_figures
 from explorer.report.html import render_page
 from explorer.report.inputs import load_checked
 from explorer.results import TABLES, results_dir
+from explorer.storage import atomic_write_text
 
 
 def default_out_dir(meta: dict) -> Path:
@@ -49,9 +50,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
             target = out / name
             if not (target.exists() and target.resolve() == (src / name).resolve()):
                 shutil.copyfile(src / name, target)
-        tmp = out / ".index.html.tmp"
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out / "index.html")
+        atomic_write_text(out / "index.html", page)
     except OSError as e:
         raise UserError(f"{out}: cannot write the report ({e.strerror or e})") from e
     return (out / "index.html").absolute()

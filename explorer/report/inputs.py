@@ -107,36 +107,41 @@ def _odd_value(values: pd.Series, kind: str) -> object:
     return present.iloc[0] if len(present) else None
 
 
-def _check_table(name: str, df: pd.DataFrame, path: Path, meta: dict) -> None:
+def _expected(name: str, df: pd.DataFrame, meta: dict) -> dict[str, str]:
+    """{column: kind} that table ``name`` must hold (optional columns only when present)."""
     columns = dict(SCHEMA[name])
     if name in ("predictions", "labels"):
         columns.update({f: FINITE if name == "predictions" else BINARY
                         for f in meta["findings"]})
     if name == "trials":
         for param, space in meta["searched"].items():
-            if space.get("type") in ("float", "int"):
-                columns.setdefault(PARAM_PREFIX + param, NUM)
-    optional = {c: k for c, k in OPTIONAL.get(name, {}).items() if c in df.columns}
-    for column, kind in {**columns, **optional}.items():
-        if column not in df.columns:
-            if column.startswith(PARAM_PREFIX):
-                continue   # a parameter no trial reached yet
-            raise UserError(f"{path}: no column '{column}': the results store is damaged or "
-                            "from another version; rebuild it (run the search again with "
-                            "--resume)")
-        if not _kind_ok(df[column], kind):
-            raise UserError(f"{path}: column '{column}' should hold {kind}, but holds "
-                            f"{df[column].dtype} values such as {_odd_value(df[column], kind)!r}"
-                            [:300] + ": the results store is damaged; rebuild it")
-        if column in KEYS and df[column].isna().any():
-            raise UserError(f"{path}: column '{column}' is blank in {int(df[column].isna().sum())}"
-                            " row(s): the results store is damaged; rebuild it")
-    for (table, column), allowed in ENUMS.items():
-        if table == name:
-            bad = sorted(set(df[column].dropna()) - set(allowed))
-            if bad:
-                raise UserError(f"{path}: column '{column}' holds {bad[0]!r}; expected one of "
-                                f"{', '.join(allowed)}")
+            if space.get("type") in ("float", "int") and PARAM_PREFIX + param in df.columns:
+                columns[PARAM_PREFIX + param] = NUM   # absent: a parameter no trial reached
+    columns.update({c: k for c, k in OPTIONAL.get(name, {}).items() if c in df.columns})
+    return columns
+
+
+def _check_column(df: pd.DataFrame, column: str, kind: str, path: Path) -> None:
+    if column not in df.columns:
+        raise UserError(f"{path}: no column '{column}': the results store is damaged or from "
+                        "another version; rebuild it (run the search again with --resume)")
+    if not _kind_ok(df[column], kind):
+        raise UserError(f"{path}: column '{column}' should hold {kind}, but holds "
+                        f"{df[column].dtype} values such as {_odd_value(df[column], kind)!r}"
+                        [:300] + ": the results store is damaged; rebuild it")
+    if column in KEYS and df[column].isna().any():
+        raise UserError(f"{path}: column '{column}' is blank in {int(df[column].isna().sum())} "
+                        "row(s): the results store is damaged; rebuild it")
+    allowed = ENUMS.get((path.stem, column))
+    bad = sorted(set(df[column].dropna()) - set(allowed)) if allowed else []
+    if bad:
+        raise UserError(f"{path}: column '{column}' holds {bad[0]!r}; expected one of "
+                        f"{', '.join(allowed)}")
+
+
+def _check_table(name: str, df: pd.DataFrame, path: Path, meta: dict) -> None:
+    for column, kind in _expected(name, df, meta).items():
+        _check_column(df, column, kind, path)
     keys = UNIQUE.get(name)
     if keys and df.duplicated(keys).any():
         row = df[df.duplicated(keys)].iloc[0]

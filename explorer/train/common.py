@@ -14,7 +14,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from explorer.config import Recipe, ResourcesConfig, _Optim
+from explorer.spec.config import Recipe, ResourcesConfig, _Optim
 from explorer.train.session import Session
 
 

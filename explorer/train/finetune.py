@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from explorer.config import Recipe
 from explorer.errors import DataError
+from explorer.names import METRIC, RESUME
+from explorer.spec.config import Recipe
 from explorer.storage import atomic_torch_save
 from explorer.train.artifacts import TrialArtifacts
 from explorer.train.common import (
@@ -44,8 +45,6 @@ from explorer.train.common import (
 )
 from explorer.train.pretrain import EncoderInfo
 from explorer.train.session import Session, unwrap
-
-METRIC = "best_val_mean_auc"
 
 
 def build_classifier(recipe: Recipe, num_classes: int, encoder: EncoderInfo) -> torch.nn.Module:
@@ -78,7 +77,7 @@ def predict(model: torch.nn.Module, dataset, device: torch.device, batch_size: i
             ) -> np.ndarray:
     """Sigmoid probabilities [N, C] in dataset order, computed in float32 even where training
     uses bf16 autocast: bf16 logits keep 8 significant bits, so close scores tie and every AUC
-    computed from them is pulled towards 0.5 (measured on an H200: BENCHMARKS.md, section 7)."""
+    computed from them is pulled towards 0.5 (measured on an H200: docs/benchmarks.md, sec. 7)."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out = []
@@ -99,9 +98,6 @@ def check_validation(data) -> None:
     if len(missing) == len(data.findings):
         raise DataError("no finding has both positive and negative cases in the validation "
                         "split, so no AUC can be computed: use more validation images")
-
-
-RESUME = "resume.pt"
 
 
 def _load_state(path: Path, model, optimizer) -> dict:
@@ -164,7 +160,8 @@ def report_finished(artifacts: TrialArtifacts, findings, session: Session) -> No
     session.report(_epoch_metrics(st, findings) if session.is_main and st["history"] else {})
 
 
-def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,
+# Over ruff's complexity limit until it is split into set-up, resume and epoch (issue 17).
+def finetune_loop(recipe: Recipe, data, session: Session, encoder: EncoderInfo,  # noqa: C901
                   artifacts: TrialArtifacts | None = None,
                   on_finish: Callable[[dict], None] | None = None) -> dict:
     """Fine-tune, validate every epoch, report; returns the final summary (rank 0).

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from explorer.config import Recipe
-from explorer.recipes import config_hash
+from explorer.spec.config import Recipe
+from explorer.spec.recipes import config_hash
 from explorer.storage import ENCODERS, Store, as_store, atomic_torch_save, atomic_write_bytes
 from explorer.train.common import (
     autocast,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explorer.config import FinetuneConfig
 from explorer.models import create_mae, create_vit_classifier
 from explorer.models.mae import visible_patches
+from explorer.spec.config import FinetuneConfig
 from explorer.train.common import StepPlan, build_optimizer, build_scheduler
 
 # --- masking -------------------------------------------------------------------------------

@@ -255,8 +255,8 @@ def test_storage_setting_under_a_file(tmp_path, capsys, monkeypatch):
 
 
 def test_a_bad_setting_read_at_import_is_one_line_in_a_real_process(tmp_path):
-    """storage.LOCK_STALE_S is read when the module is imported: a fresh process shows that
-    the setting is refused before that import can fail."""
+    """The lock staleness is read when a lock is made, deep inside a search: a fresh process
+    shows the setting is refused first, in one line, before anything else runs."""
     env = {**os.environ, "CXR_EXPLORER_LOCK_STALE_S": "nan", "PYTHONPATH": str(REPO)}
     before = snapshot(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "explorer.search", str(SPACE), *SMOKE_SET],

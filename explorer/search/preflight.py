@@ -1,4 +1,4 @@
-"""What a search's trials will build, built once before anything is written.
+"""What a search may produce, checked before anything is written.
 
 The spec's models check each value on its own. What fails only where values meet (an image
 size the patch does not divide, a decoder width its heads do not divide, an odd batch under
@@ -16,22 +16,18 @@ training split), once the data is loaded and still before anything is written.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from explorer.errors import SpecError, UserError
+from explorer.search.buildcheck import MAX_SEED, check_build, even_batch
 
 if TYPE_CHECKING:
     from explorer.spec import LoadedSpec, ParamSpace, Recipe
 
-#: Largest side in pixels of a model input and of a cached image; the paper caches 1024.
-MAX_SIDE = 4096
-#: Seeds go to numpy (below 2**32) and, scaled by 100_003 per epoch, to torch (below 2**63).
-MAX_SEED = 2**31 - 1
 #: An experiment name is a folder name, with room for the suffixes added to it.
 MAX_NAME = 100
 #: Searched parameters whose values meet, when a model is built or in the recipe's own
@@ -54,13 +50,9 @@ SEARCHABLE_DATA = ("data.image_size", "data.eval_crop_pct", "data.cache_size", "
                    "data.std", "data.loader_workers", "data.images.train")
 #: Fixed for the whole search: the trial placement, and where weights come from.
 UNSEARCHABLE = ("resources.", "pretrain.enabled", "pretrain.from_checkpoint", "finetune.weights")
-#: Decoder sizes a preflight build (and a trial) can hold: MAE's largest is 8 x 512.
-MAX_DECODER_DEPTH, MAX_DECODER_DIM = 48, 4096
 #: Patient-bootstrap resamples the report can hold in memory ([resamples, findings] AUCs per
 #: model, and the resampled patients per draw).
 MAX_BOOTSTRAP = 100_000
-#: A stand-in class count: shapes never depend on it (the data decides it later).
-N_CLASSES = 14
 #: Every value of a range is enumerated for the divisibility rules up to this many.
 MAX_VALUES = 4096
 
@@ -189,18 +181,12 @@ def _every_value(space: ParamSpace) -> list[Any] | None:
     return [cast(space.low + i * (space.step or 1)) for i in range(int(n))]
 
 
-def _even_batch(batch_size: int, mix: str) -> None:
-    if mix != "none" and batch_size > 1 and batch_size % 2:
-        raise SpecError(f"finetune.mix '{mix}' needs an even finetune.batch_size (timm's Mixup "
-                        f"mixes each image with its mirror in the batch), got {batch_size}")
-
-
 def _rules(r: Recipe) -> list[tuple[tuple[str, ...], Callable[..., None]]]:
     from explorer.models.mae import check_decoder
     from explorer.models.vit import check_grid
 
     rules: list[tuple[tuple[str, ...], Callable[..., None]]] = [
-        (("finetune.batch_size", "finetune.mix"), _even_batch)]
+        (("finetune.batch_size", "finetune.mix"), even_batch)]
     if r.model.family == "vit":
         rules.append((("data.image_size", "model.patch_size"), check_grid))
     if r.uses_mae_pretraining:
@@ -228,144 +214,6 @@ def _check_every_value(loaded: LoadedSpec, where: str) -> None:
                 raise SpecError(f"{where}: the search space reaches {shown}: {e}") from None
 
 
-# -- building, on the meta device -----------------------------------------------------------
-def _key(**fields: Any) -> str:
-    return json.dumps(fields, sort_keys=True, default=str)
-
-
-@functools.lru_cache(maxsize=16)
-def _mae(key: str):
-    import torch
-
-    from explorer.models import create_mae
-
-    k = json.loads(key)
-    with torch.device("meta"):
-        return create_mae(k["arch"], img_size=k["size"], patch_size=k["patch"],
-                          decoder_dim=k["dim"], decoder_depth=k["depth"],
-                          decoder_heads=k["heads"], norm_pix_loss=k["norm_pix"])
-
-
-@functools.lru_cache(maxsize=16)
-def _classifier(key: str):
-    import torch
-
-    from explorer.models import create_cnn, create_vit_classifier
-
-    k = json.loads(key)
-    with torch.device("meta"):
-        if k["family"] == "cnn":
-            model = create_cnn(k["arch"], num_classes=N_CLASSES)
-        else:
-            model = create_vit_classifier(k["arch"], img_size=k["size"], patch_size=k["patch"],
-                                          num_classes=N_CLASSES, global_pool=k["pool"])
-        model(torch.empty(2, 3, k["size"], k["size"]))   # shapes: a too-small input fails
-    return model
-
-
-@functools.lru_cache(maxsize=64)
-def _mae_forward(key: str, mask_ratio: float) -> None:
-    import torch
-
-    size = json.loads(key)["size"]
-    with torch.device("meta"):
-        _mae(key)(torch.empty(2, 3, size, size), mask_ratio)
-
-
-def _steps(r: Recipe) -> Iterator[tuple[str, str, Callable[[], Any]]]:
-    """(what is built, a key of what decides it, how) for everything a trial of ``r`` builds
-    from its recipe. Corners share most of them: a key built once is not built again."""
-    import torch
-
-    from explorer.data import build_transform
-    from explorer.train.common import build_optimizer
-    from explorer.train.finetune import make_mixup
-
-    size, m, p, f = r.data.image_size, r.model, r.pretrain, r.finetune
-    data = r.data.model_dump_json(include={"image_size", "eval_crop_pct", "mean", "std"})
-    if r.uses_mae_pretraining:
-        mae = _key(arch=m.arch, size=size, patch=m.patch_size, dim=p.decoder_dim,
-                   depth=p.decoder_depth, heads=p.decoder_heads, norm_pix=p.norm_pix_loss)
-        yield "the MAE", mae + str(p.mask_ratio), lambda: _mae_forward(mae, p.mask_ratio)
-        yield ("the pre-training optimizer (pretrain.*)", mae + p.model_dump_json(),
-               lambda: build_optimizer(_mae(mae), p, p.base_lr))
-        yield ("the pre-training transform", data + p.model_dump_json(),
-               lambda: build_transform(r.data, train=True, crop_scale=tuple(p.crop_scale),
-                                       hflip=p.hflip, interpolation=p.interpolation))
-    clf = _key(family=m.family, arch=m.arch, size=size, patch=m.patch_size, pool=m.global_pool)
-    yield f"the {m.arch} classifier at data.image_size {size}", clf, lambda: _classifier(clf)
-    decay = f.layer_decay if m.family == "vit" else None
-    yield ("the fine-tuning optimizer (finetune.*)", clf + f.model_dump_json(),
-           lambda: build_optimizer(_classifier(clf), f, f.base_lr, layer_decay=decay))
-    yield ("the fine-tuning transform", data + f.model_dump_json(),
-           lambda: build_transform(r.data, train=True, crop_scale=tuple(f.crop_scale),
-                                   hflip=f.hflip, rand_augment=f.rand_augment,
-                                   random_erasing=f.random_erasing,
-                                   interpolation=f.interpolation))
-    yield "the evaluation transform", data, lambda: build_transform(r.data, train=False)
-    mixup = make_mixup(r, N_CLASSES)
-    if mixup is not None and f.batch_size > 1:
-        def mix() -> None:
-            with torch.device("meta"):
-                mixup(torch.empty(f.batch_size, 3, size, size),
-                      torch.empty(f.batch_size, N_CLASSES))
-        yield f"Mixup (finetune.mix {f.mix})", _key(f=f.model_dump_json(), size=size), mix
-
-
-def _numbers(obj: Any, path: str = "") -> Iterator[tuple[str, float]]:
-    if isinstance(obj, float):
-        yield path, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _numbers(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _numbers(v, f"{path}.{i}")
-
-
-def _check_values(r: Recipe) -> None:
-    for path, value in _numbers(r.model_dump()):
-        if not math.isfinite(value):   # inf or nan pass every range check pydantic makes
-            raise SpecError(f"{path} is {value}: give a finite number")
-    p = r.pretrain
-    if p.decoder_depth > MAX_DECODER_DEPTH or p.decoder_dim > MAX_DECODER_DIM:
-        raise SpecError(f"pretrain.decoder_depth {p.decoder_depth} / decoder_dim "
-                        f"{p.decoder_dim}: at most {MAX_DECODER_DEPTH} / {MAX_DECODER_DIM} "
-                        "(MAE's decoder is 8 x 512)")
-    for what, value in (("data.image_size", r.data.image_size), ("the eval resize "
-                        "data.image_size / data.eval_crop_pct", r.data.eval_size),
-                        ("data.cache_size", r.data.train_cache_size)):
-        if value > MAX_SIDE:
-            raise SpecError(f"{what} is {value} px, above the {MAX_SIDE} px this tool caches "
-                            "and trains on")
-    for what, seed in (("seed", r.seed), ("data.split_seed", r.data.split_seed)):
-        if not 0 <= seed <= MAX_SEED:
-            raise SpecError(f"{what} {seed} is outside 0 to {MAX_SEED}")
-    _even_batch(r.finetune.batch_size, r.finetune.mix)
-
-
-def _check_build(label: str, r: Recipe, where: str, built: set[str]) -> None:
-    """``built``: keys of what this spec already built without error (its extremes share most
-    parts; the models themselves are cached across specs by ``_mae`` and ``_classifier``)."""
-    try:
-        _check_values(r)
-        for what, key, build in _steps(r):
-            if what + key in built:
-                continue
-            try:
-                build()
-                built.add(what + key)
-            except SpecError:
-                raise
-            except (ValueError, RuntimeError, AssertionError, TypeError, ZeroDivisionError,
-                    IndexError) as e:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise SpecError(f"{what} cannot be built ({type(e).__name__}: {first})") \
-                    from None
-    except SpecError as e:
-        raise SpecError(f"{where}: {label}: {e}") from None
-
-
 def check_loaded_spec(loaded: LoadedSpec, where: str) -> None:
     """Everything above, for a spec that passed its own validation."""
     spec = loaded.spec
@@ -385,7 +233,7 @@ def check_loaded_spec(loaded: LoadedSpec, where: str) -> None:
     _check_every_value(loaded, where)
     built: set[str] = set()
     for label, recipe in search_recipes(loaded, where):
-        _check_build(label, recipe, where, built)
+        check_build(label, recipe, where, built)
 
 
 # -- what depends on the data ---------------------------------------------------------------

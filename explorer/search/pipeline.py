@@ -25,6 +25,7 @@ def prepare(inputs: RunInputs):
     one line, not later inside every trial."""
     from explorer.data import load_data
     from explorer.models import create_cnn, create_vit_classifier
+    from explorer.search.preflight import check_trainable
     from explorer.train.common import check_plans
     from explorer.train.finetune import check_validation
 
@@ -32,6 +33,7 @@ def prepare(inputs: RunInputs):
     data = load_data(b.data)
     check_validation(data)
     check_plans(b, len(data.train))  # an effective batch the workers cannot keep exactly
+    check_trainable(inputs.loaded, len(data.train))
     n = len(data.findings)
     if b.pretrain.from_checkpoint and b.model.family == "vit":
         create_vit_classifier(b.model.arch, img_size=b.data.image_size,

@@ -9,14 +9,12 @@ the fine-tuning budget, every baseline must resolve).
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from explorer.errors import SpecError
+from explorer.overrides import apply_sets, parse_set  # noqa: F401  (re-exported)
 from explorer.schema import one_line
 from explorer.spec.recipes import (
     SCALES,
@@ -24,31 +22,8 @@ from explorer.spec.recipes import (
     has_path,
     read_yaml,
     resolve_recipe_dict,
-    set_path,
 )
 from explorer.spec.search_spec import PRETRAIN_SECTIONS, BaselineSpec, LoadedSpec, Spec
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """``key.path=value`` with the value read as YAML (numbers, lists, null)."""
-    if "=" not in item:
-        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set scale=smoke")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[\w]+)*", key):
-        raise SpecError(f"--set {item!r}: '{key}' is not a dotted key such as data.root")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
-    return key, value
-
-
-def apply_sets(raw: dict, sets: list[str]) -> dict:
-    for item in sets:
-        key, value = parse_set(item)
-        set_path(raw, key, value)
-    return raw
 
 
 def load_spec(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> LoadedSpec:

@@ -8,8 +8,11 @@ the verdict names what to raise when either side of it was.
 - A trial is **still improving** when it ran all its planned epochs (ASHA did not stop it), its
   best epoch is its last, and its best validation mean AUC rose by at least ``AUC_GAIN`` during
   the last third of its epochs (``final_third_gain``).
-- An encoder is **still learning** when its reconstruction loss fell by at least ``LOSS_DROP``
-  (relative) during the last third of its pre-training epochs (``final_third_drop``).
+- An encoder is **still learning steeply** when the last third of its pre-training epochs
+  brought at least ``LOSS_SHARE`` of its whole fall in reconstruction loss
+  (``final_third_share``). A curve that is levelling off brings little in its last third
+  (MAE's loss keeps creeping down for hundreds of epochs, so "still falling at all" would flag
+  every encoder); a straight line brings a third.
 
 Pure functions of the results store, like the rest of the data step.
 """
@@ -27,9 +30,9 @@ from explorer.results import Results
 #: Mean-AUC gain of the best-so-far validation score over the last third of the epochs at
 #: which a curve counts as still rising (the budget target is a gain under this).
 AUC_GAIN = 0.01
-#: Relative fall of the MAE loss over the last third of pre-training at which the encoder
-#: counts as still learning steeply.
-LOSS_DROP = 0.05
+#: Share of the MAE loss's whole fall that came in the last third of pre-training at which
+#: the encoder counts as still learning steeply.
+LOSS_SHARE = 0.2
 
 
 def _third(n: int) -> int:
@@ -55,17 +58,17 @@ def final_third_gain(values: Sequence[float]) -> float:
     return max(after) - max(before)
 
 
-def final_third_drop(losses: Sequence[float]) -> float:
-    """Relative fall of a loss during the last third of the epochs (``(start - end) / start``,
-    where start is the loss at the epoch before that third); NaN with fewer than two epochs."""
+def final_third_share(losses: Sequence[float]) -> float:
+    """Share of a loss's whole fall (first epoch to last) that came in the last third of the
+    epochs; NaN with fewer than three epochs or a loss that did not fall."""
     v = [float(x) for x in losses]
-    if len(v) < 2:
+    if len(v) < 3 or not all(math.isfinite(x) for x in v):
         return float("nan")
     k = min(_third(len(v)), len(v) - 1)
-    start, end = v[-1 - k], v[-1]
-    if not (math.isfinite(start) and math.isfinite(end)) or start <= 0:
+    total = v[0] - v[-1]
+    if total <= 0:
         return float("nan")
-    return (start - end) / start
+    return (v[-1 - k] - v[-1]) / total
 
 
 def still_improving(curve: Sequence[float], best_epoch: int | None, epochs_planned: int | None
@@ -78,12 +81,12 @@ def still_improving(curve: Sequence[float], best_epoch: int | None, epochs_plann
 
 
 def still_learning(losses: Sequence[float]) -> bool:
-    return final_third_drop(losses) >= LOSS_DROP
+    return final_third_share(losses) >= LOSS_SHARE
 
 
 class BudgetInfo(NamedTuple):
     improving: dict[str, float]  # trial_id -> final-third gain, for trials still improving
-    learning: dict[str, float]  # pretrain_key -> final-third relative loss drop, still learning
+    learning: dict[str, float]  # pretrain_key -> final-third share of the loss's fall
     gains: dict[str, float]  # trial_id -> final-third gain for every trial with a curve
 
 
@@ -110,7 +113,7 @@ def get_budget_info(results: Results) -> BudgetInfo:
         for key, g in ee.groupby("pretrain_key"):
             losses = g.sort_values("epoch")["loss"].tolist()
             if still_learning(losses):
-                learning[str(key)] = final_third_drop(losses)
+                learning[str(key)] = final_third_share(losses)
     return BudgetInfo(improving, learning, gains)
 
 

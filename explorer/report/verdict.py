@@ -111,9 +111,9 @@ def budget_sentence(results: Results, budget: BudgetInfo, recipe: ModelRef | Non
         keys = results.trials.loc[results.trials["trial_id"] == recipe.trial_id, "pretrain_key"]
         key = None if keys.empty or pd.isna(keys.iloc[0]) else str(keys.iloc[0])
         if key is not None and key in budget.learning:
-            said.append(f"the MAE encoder of {_model_phrase(recipe)} was still learning (its "
-                        f"reconstruction loss fell {100 * budget.learning[key]:.1f}% over the "
-                        f"last third of pre-training)")
+            said.append(f"the MAE encoder of {_model_phrase(recipe)} was still learning "
+                        f"steeply (the last third of pre-training brought "
+                        f"{100 * budget.learning[key]:.0f}% of its fall in reconstruction loss)")
             raise_.append("pretrain.epochs")
     if not said:
         return None

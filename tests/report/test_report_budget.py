@@ -11,9 +11,9 @@ import pytest
 from explorer.report import collect
 from explorer.report.budget import (
     AUC_GAIN,
-    LOSS_DROP,
-    final_third_drop,
+    LOSS_SHARE,
     final_third_gain,
+    final_third_share,
     get_budget_info,
     still_improving,
     still_learning,
@@ -35,15 +35,16 @@ def test_final_third_gain_is_the_rise_of_the_best_so_far():
     assert math.isnan(final_third_gain([]))
 
 
-def test_final_third_drop_is_relative():
-    # 9 epochs: the third starts after epoch 6 (loss 1.0) and ends at 0.9: a 10% drop
+def test_final_third_share_of_the_loss_fall():
+    # 9 epochs, whole fall 3 -> 0.9 (2.1); the last third (after epoch 6, loss 1.0) brings 0.1
     losses = [3, 2, 1.5, 1.2, 1.1, 1.0, 0.97, 0.93, 0.9]
-    assert final_third_drop(losses) == pytest.approx(0.1)
-    assert still_learning(losses)
-    flat = [3, 2, 1.5, 1.2, 1.1, 1.0, 0.99, 0.985, 0.98]
-    assert final_third_drop(flat) == pytest.approx(0.02)
-    assert not still_learning(flat)
-    assert math.isnan(final_third_drop([1.0]))
+    assert final_third_share(losses) == pytest.approx(0.1 / 2.1)
+    assert not still_learning(losses)  # levelling off
+    line = [3.0 - 0.25 * i for i in range(9)]  # a straight line: 3 of its 8 steps
+    assert final_third_share(line) == pytest.approx(3 / 8)
+    assert still_learning(line)
+    assert math.isnan(final_third_share([1.0, 0.9]))
+    assert math.isnan(final_third_share([1.0, 1.1, 1.2]))  # never fell
 
 
 def test_still_improving_needs_all_epochs_best_last_and_a_rise():
@@ -77,7 +78,7 @@ def _with_curves(src, dst, curves: dict[str, list[float]], losses: dict[str, lis
 
 FLAT = [0.55, 0.65, 0.70, 0.71, 0.712, 0.713]
 RISING = [0.55, 0.60, 0.63, 0.66, 0.70, 0.74]
-FLAT_LOSS = [1.0, 0.6, 0.5, 0.495, 0.49, 0.489]
+FLAT_LOSS = [1.0, 0.6, 0.5, 0.495, 0.49, 0.489]  # last third: 1% of the fall
 STEEP_LOSS = [1.0, 0.8, 0.7, 0.6, 0.5, 0.48]
 
 
@@ -100,8 +101,10 @@ def test_a_rising_verdict_side_is_marked_and_named(store, tmp_path, fx):
     budget = get_budget_info(results)
     assert set(budget.improving) == {baseline}
     assert budget.improving[baseline] == pytest.approx(0.74 - 0.66)
-    assert set(budget.learning) == {"pk_a"} and budget.learning["pk_a"] == pytest.approx(0.2)
-    assert LOSS_DROP < 0.2
+    # STEEP_LOSS: fall 1.0 -> 0.48 (0.52), last third 0.6 -> 0.48 (0.12)
+    assert set(budget.learning) == {"pk_a"}
+    assert budget.learning["pk_a"] == pytest.approx(0.12 / 0.52)
+    assert budget.learning["pk_a"] > LOSS_SHARE
 
     data = collect(results, n_resamples=fx.N_RESAMPLES)
     assert data.verdict.recipe.trial_id == recipe

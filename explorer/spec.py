@@ -114,7 +114,9 @@ class SearcherSpec(_Strict):
 
 class SchedulerSpec(_Strict):
     type: Literal["asha", "none"] = "asha"
-    grace_period: int = Field(default=1, ge=1, description="fine-tuning epochs before any stop")
+    grace_period: int | None = Field(
+        default=None, ge=1, description="fine-tuning epochs before any stop (default: a third "
+        "of max_t, rounded up: early epochs rank recipes by noise)")
     reduction_factor: float = Field(default=2, gt=1)
     max_t: int | None = Field(default=None, ge=1, description="default: finetune.epochs")
 
@@ -179,6 +181,13 @@ class LoadedSpec:
     @property
     def max_t(self) -> int:
         return self.spec.search.scheduler.max_t or self.base.finetune.epochs
+
+    @property
+    def grace_period(self) -> int:
+        """ASHA's first rung: as set, else a third of ``max_t``. Measured at cpu scale, the
+        validation AUC of a ViT dips and recovers over its first epochs (warm-up, a head that
+        starts at std 2e-5), so a rung at epoch 3 of 15 ranks recipes by noise."""
+        return self.spec.search.scheduler.grace_period or math.ceil(self.max_t / 3)
 
     def recipe_for(self, params: dict[str, Any]) -> Recipe:
         d = resolve_recipe_dict(self.spec.recipe, self.spec.scale, self.spec.overlays(), params)
@@ -283,8 +292,8 @@ def _check_scheduler(loaded: LoadedSpec, where: str) -> None:
     if sched.max_t is not None and sched.max_t > epochs:
         raise SpecError(f"{where}: search.scheduler.max_t ({sched.max_t}) exceeds the "
                         f"fine-tuning budget finetune.epochs ({epochs})")
-    if sched.type == "asha" and sched.grace_period > loaded.max_t:
-        raise SpecError(f"{where}: search.scheduler.grace_period ({sched.grace_period}) exceeds "
+    if sched.type == "asha" and loaded.grace_period > loaded.max_t:
+        raise SpecError(f"{where}: search.scheduler.grace_period ({loaded.grace_period}) exceeds "
                         f"the fine-tuning budget ({loaded.max_t} epochs)")
 
 

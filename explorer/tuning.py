@@ -197,7 +197,7 @@ def build_scheduler(loaded: LoadedSpec):
     if sched.type == "none":
         return None
     # Scheduled on our own `epoch` metric: training_iteration restarts at 1 after a resume.
-    return ASHAScheduler(time_attr="epoch", max_t=loaded.max_t, grace_period=sched.grace_period,
+    return ASHAScheduler(time_attr="epoch", max_t=loaded.max_t, grace_period=loaded.grace_period,
                          reduction_factor=sched.reduction_factor)
 
 

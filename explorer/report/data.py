@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from explorer.report import curves, knobs, leaderboard, repro, verdict
+from explorer.report import budget, curves, knobs, leaderboard, repro, verdict
 from explorer.report.scores import Evaluation, data_source, evaluate, ranked_trials
 from explorer.results import Results
 
@@ -43,8 +43,9 @@ def collect(results: Results, *, n_resamples: int | None = None, seed: int = 0) 
         n_resamples = int(stated) if stated else DEFAULT_RESAMPLES
     ev = evaluate(results, n_resamples=n_resamples, seed=seed)
     ranked = ranked_trials(results, ev)
-    v = verdict.get_verdict_info(results, ev, ranked)
-    board = leaderboard.get_leaderboard_info(results, ev, ranked)
+    spent = budget.get_budget_info(results)
+    v = verdict.get_verdict_info(results, ev, ranked, spent)
+    board = leaderboard.get_leaderboard_info(results, ev, ranked, spent)
     knob = knobs.get_knob_info(results, ranked)
     return ReportData(
         name=str(results.meta.get("name", "search")),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from explorer.report._format import is_missing, split_name
+from explorer.report.budget import BudgetInfo, get_budget_info
 from explorer.report.scores import Evaluation, data_source, trial_params
 from explorer.results import Results
 
@@ -57,6 +58,8 @@ class LeaderRow(NamedTuple):
     shares_encoder_with: list[str]  # labels of the other trials using the same encoder
     wall_time_s: float | None
     resumes: int = 0  # restarts from a checkpoint (a killed worker, a retried trial, --resume)
+    still_improving: bool = False  # best epoch = last and still rising (report.budget)
+    encoder_learning: bool = False  # its MAE encoder's loss was still falling steeply
 
 
 class SeedSpread(NamedTuple):
@@ -89,8 +92,9 @@ def _opt_str(v) -> str | None:
     return None if is_missing(v) else str(v)
 
 
-def get_leaderboard_info(results: Results, ev: Evaluation, ranked: pd.DataFrame
-                         ) -> LeaderboardInfo:
+def get_leaderboard_info(results: Results, ev: Evaluation, ranked: pd.DataFrame,
+                         budget: BudgetInfo | None = None) -> LeaderboardInfo:
+    budget = budget or get_budget_info(results)
     rows = []
     searched = list(results.meta.get("searched") or {})
     keys = ranked.get("pretrain_key", pd.Series([None] * len(ranked)))
@@ -114,7 +118,9 @@ def get_leaderboard_info(results: Results, ev: Evaluation, ranked: pd.DataFrame
             test_ci=test.mean_ci if test is not None else None, params=trial_params(r),
             pretrain_key=key, pretrain_role=_opt_str(r.get("pretrain_role")),
             shares_encoder_with=shared, wall_time_s=None if is_missing(r.get("wall_time_s"))
-            else float(r["wall_time_s"]), resumes=_opt_int(r.get("resumes")) or 0))
+            else float(r["wall_time_s"]), resumes=_opt_int(r.get("resumes")) or 0,
+            still_improving=str(r["trial_id"]) in budget.improving,
+            encoder_learning=key is not None and key in budget.learning))
     paths = searched + [p for row in rows for p in row.params if p not in searched]
     labels = results.labels
     has_test = not labels.empty and bool((labels["split"] == "test").any())

@@ -50,6 +50,9 @@ def verdict_section(v) -> Markup:
                          f"{v.fallback_reason[0].upper()}{v.fallback_reason[1:]}.",
                          class_="warn"))
     parts.append(tag("p", v.sentence, class_="verdict"))
+    if v.budget_note:
+        parts.append(tag("div", tag("span", "Budget-limited: ", class_="label"), v.budget_note,
+                         class_="warn"))
     parts += [tag("p", n, class_="note") for n in v.notes]
     if v.per_class is not None:
         pc = v.per_class
@@ -71,6 +74,8 @@ def verdict_section(v) -> Markup:
 
 def _status(r) -> Markup:
     text = STATUS_TEXT.get(r.status, r.status)
+    if r.still_improving:
+        text += ", still improving at its last epoch"
     if r.resumes:
         text += f" (resumed from a checkpoint {r.resumes}x)"
     if r.error:
@@ -82,7 +87,8 @@ def _encoder(r) -> str:
     if r.pretrain_key is None:
         return "" if r.pretrain_role in (None, "none") else str(r.pretrain_role)
     shared = f"; shared with {', '.join(r.shares_encoder_with)}" if r.shares_encoder_with else ""
-    return f"{r.pretrain_key} ({r.pretrain_role}){shared}"
+    learning = "; loss still falling" if r.encoder_learning else ""
+    return f"{r.pretrain_key} ({r.pretrain_role}{learning}){shared}"
 
 
 def leaderboard_section(info, fig) -> Markup:

@@ -25,6 +25,7 @@ from explorer.report._format import (
     param_name,
     split_name,
 )
+from explorer.report.budget import BudgetInfo, get_budget_info
 from explorer.report.scores import Evaluation, best_trial, model_scores, trial_params
 from explorer.results import Results
 
@@ -59,6 +60,7 @@ class VerdictInfo(NamedTuple):
     per_class: pd.DataFrame | None  # paired_comparison's per-class table (recipe = a)
     sentence: str
     notes: list[str]
+    budget_note: str | None = None  # one sentence when a side was still learning (budget.py)
 
 
 def _ref(row: pd.Series | None, searched_paths: list[str]) -> ModelRef | None:
@@ -95,7 +97,34 @@ def _no_test_reason(results: Results, ev: Evaluation, recipe: ModelRef,
     return None
 
 
-def get_verdict_info(results: Results, ev: Evaluation, ranked: pd.DataFrame) -> VerdictInfo:
+def budget_sentence(results: Results, budget: BudgetInfo, recipe: ModelRef | None,
+                    baseline: ModelRef | None) -> str | None:
+    """One sentence naming which side of the verdict was still learning and what to raise."""
+    said, raise_ = [], []
+    for ref in (recipe, baseline):
+        if ref is not None and ref.trial_id in budget.improving:
+            said.append(f"{_model_phrase(ref)} was still improving at its last fine-tuning epoch "
+                        f"(best validation mean AUC {budget.improving[ref.trial_id]:+.3f} over "
+                        f"the last third of its epochs)")
+            raise_.append("finetune.epochs")
+    if recipe is not None and not results.trials.empty and "pretrain_key" in results.trials:
+        keys = results.trials.loc[results.trials["trial_id"] == recipe.trial_id, "pretrain_key"]
+        key = None if keys.empty or pd.isna(keys.iloc[0]) else str(keys.iloc[0])
+        if key is not None and key in budget.learning:
+            said.append(f"the MAE encoder of {_model_phrase(recipe)} was still learning "
+                        f"steeply (the last third of pre-training brought "
+                        f"{100 * budget.learning[key]:.0f}% of its fall in reconstruction loss)")
+            raise_.append("pretrain.epochs")
+    if not said:
+        return None
+    knobs = " and ".join(dict.fromkeys(raise_))
+    return (f"This difference may reflect the training budget rather than the method: "
+            f"{'; '.join(said)}; raise {knobs} (--set) and run again before reading it as a "
+            f"property of the recipe.")
+
+
+def get_verdict_info(results: Results, ev: Evaluation, ranked: pd.DataFrame,
+                     budget: BudgetInfo | None = None) -> VerdictInfo:
     """Pick the two models, compare them on test (or validation), and write the sentence."""
     searched = list(results.meta.get("searched") or {})
     recipe = _ref(best_trial(ranked, ev, "recipe"), searched)
@@ -110,7 +139,9 @@ def get_verdict_info(results: Results, ev: Evaluation, ranked: pd.DataFrame) -> 
     empty = dict(split=None, fallback_reason=None, recipe=recipe, baseline=baseline,
                  n_images=None, n_patients=None, recipe_auc=None, recipe_ci=None,
                  baseline_auc=None, baseline_ci=None, delta=None, delta_ci=None, p_value=None,
-                 n_resamples=ev.n_resamples, excluded=[], per_class=None, notes=notes)
+                 n_resamples=ev.n_resamples, excluded=[], per_class=None, notes=notes,
+                 budget_note=budget_sentence(results, budget or get_budget_info(results),
+                                             recipe, baseline))
     if recipe is None:
         n = len(results.trials[results.trials["kind"] == "recipe"]) if not results.trials.empty \
             else 0

@@ -48,7 +48,7 @@ def dry_run_text(loaded: LoadedSpec, name: str) -> str:
            else "") + ")"
         + (f", at most {s.max_concurrent} at a time" if s.max_concurrent else ""),
         ("Scheduler: none (every trial runs all epochs)" if sched.type == "none" else
-         f"Scheduler: ASHA on fine-tuning epochs (grace {sched.grace_period}, max "
+         f"Scheduler: ASHA on fine-tuning epochs (grace {loaded.grace_period}, max "
          f"{loaded.max_t}, reduction factor {sched.reduction_factor:g})"),
         f"Pre-trainings needed: {n_pre} ({why})",
         "Per trial:", *describe_inputs(base),

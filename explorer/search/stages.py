@@ -92,7 +92,8 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
     """
     from ray import tune
 
-    from explorer.search.study import settle_study
+    from explorer.search.study import exhausted, settle_study
+    from explorer.search.tuning import space_params
 
     exp = ctx.exp
     context = {"run": exp.name, "store": exp.store, "base_recipe": ctx.base_dict,
@@ -110,10 +111,18 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
         part = trial_states(_search_tuner(ctx, path, name, n, points, retry_failed,
                                           trainable).fit())
         states += part
-        if _unfinished(part) or len(part) < n:
+        if _unfinished(part):
             return None
+        if len(part) < n:
+            size = exhausted(exp.dir, exp.name)
+            if size is None:
+                return None
+            print(f"search space exhausted: all {size} distinct configurations of "
+                  f"search.params were tried, so '{name}' ends after {len(part)} of {n} "
+                  f"trials", flush=True)
+            break
     exp.store.pull(f"{exp.name}/trials")  # a remote storage: the records the trials pushed
-    settle_study(exp.dir, exp.name, states)
+    settle_study(exp.dir, exp.name, states, space_params(ctx.loaded))
     prune_resume_states(exp.store, exp.name, states)
     return states
 

@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
 from pathlib import Path
 from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from explorer.names import METRIC, MODE
 from explorer.search.progress import Progress
+from explorer.search.space import all_configs, config_key, rounded, space_size
 from explorer.spec import LoadedSpec
+
+#: Optuna user attributes: a proposal that repeated trial N (never trained), and the number of
+#: configurations tried when a bounded space ran out.
+DUPLICATE_ATTR = "duplicate_of"
+EXHAUSTED_ATTR = "space_exhausted"
+LOST_NOTE = "lost in an interruption"  # set by explorer.search.study.settle_study
+MAX_REDRAWS = 20
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -33,11 +43,18 @@ class ResumableOptunaSearch(OptunaSearch):
     final value, so the report is dropped instead of crashing the driver.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, params: dict[str, dict] | None = None, rng_seed: int = 0,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         #: The journal this process must use after a restore (``use_journal``); None: the one
         #: the searcher was built with.
         self.journal: str | None = None
+        self._set_space(params or {}, rng_seed)
+
+    def _set_space(self, params: dict[str, dict], rng_seed: int) -> None:
+        self._params = params
+        self._size = space_size(params) if params else None
+        self._rng = random.Random(rng_seed)  # picks untried configurations (see suggest)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         with contextlib.suppress(UpdateFinishedTrialError):
@@ -52,8 +69,12 @@ class ResumableOptunaSearch(OptunaSearch):
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         """Restore the state Tune saved, then point the study at ``journal`` (see above)."""
         journal = getattr(self, "journal", None)  # a searcher pickled before it had one: None
+        space = (getattr(self, "_params", {}), getattr(self, "_rng", random.Random(0)))
         super().restore_from_dir(checkpoint_dir)  # replaces __dict__, journal included
         self.journal = journal
+        if not hasattr(self, "_params"):  # pickled before distinct configurations
+            self._set_space(space[0], 0)
+            self._rng = space[1]
         if journal is None:
             return
         from optuna.storages.journal import JournalFileBackend
@@ -67,11 +88,69 @@ class ResumableOptunaSearch(OptunaSearch):
             storage._backend = JournalFileBackend(journal)
 
 
+    # -- distinct configurations ------------------------------------------------------------
+    def suggest(self, trial_id: str):
+        """A configuration no finished or running trial has had; ``FINISHED`` once a bounded
+        space has been tried in full.
+
+        A proposal equal to a known configuration is told to Optuna as what it is (the known
+        trial's value, or a failure while that trial still runs, tagged ``duplicate_of``) and
+        the sampler is asked again. A sampler stuck on known ground gets an untried
+        configuration enqueued for it.
+        """
+        if trial_id in self._ot_trials or not self._params:  # restored: keeps its config
+            return super().suggest(trial_id)
+        taken = self._taken()
+        if self._size is not None and len(taken) >= self._size:
+            self._ot_study.set_user_attr(EXHAUSTED_ATTR, len(taken))
+            return Searcher.FINISHED
+        for _ in range(MAX_REDRAWS):
+            config = super().suggest(trial_id)
+            known = taken.get(config_key(config, self._params))
+            if known is None:
+                return config
+            self._tell_duplicate(trial_id, known)
+        if self._size is None:  # an unbounded space repeating itself: train the repeat
+            return super().suggest(trial_id)
+        untried = [c for c in all_configs(self._params)
+                   if config_key(c, self._params) not in taken]
+        self._ot_study.enqueue_trial(self._rng.choice(untried), skip_if_exists=False)
+        return super().suggest(trial_id)
+
+    def _taken(self) -> dict[str, Any]:
+        """Configuration key -> the Optuna trial that has it, for every trial that finished or
+        is running in this search (not duplicates, not trials lost to an interruption)."""
+        from optuna.trial import TrialState
+
+        live = {t.number for t in self._ot_trials.values()}
+        out: dict[str, Any] = {}
+        for t in self._ot_study.get_trials(deepcopy=False):
+            if DUPLICATE_ATTR in t.user_attrs or t.user_attrs.get("note") == LOST_NOTE:
+                continue
+            if t.state == TrialState.RUNNING and t.number not in live:
+                continue  # asked by a driver that died before Tune knew the trial
+            if t.state == TrialState.WAITING:
+                continue
+            out.setdefault(config_key(t.params, self._params), t)
+        return out
+
+    def _tell_duplicate(self, trial_id: str, known) -> None:
+        from optuna.trial import TrialState
+
+        ot_trial = self._ot_trials.pop(trial_id)
+        self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, DUPLICATE_ATTR,
+                                                    known.number)
+        if known.state == TrialState.COMPLETE:
+            self._ot_study.tell(ot_trial, known.value)  # Optuna's FAQ: the known value
+        else:
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+
+
 def _matches(value: Any, wanted: Any) -> bool:
     return value in wanted if isinstance(wanted, list) else value == wanted
 
 
-def suggest_space(trial, params: dict[str, dict]) -> None:
+def suggest_space(trial, params: dict[str, dict]) -> dict[str, Any]:
     """Optuna define-by-run space: suggest each parameter in order, skipping unmet ``when``s."""
     chosen: dict[str, Any] = {}
     for name, p in params.items():
@@ -84,9 +163,10 @@ def suggest_space(trial, params: dict[str, dict]) -> None:
             chosen[name] = trial.suggest_int(name, int(p["low"]), int(p["high"]),
                                              step=int(p.get("step") or 1), log=p.get("log", False))
         else:
-            chosen[name] = trial.suggest_float(name, p["low"], p["high"], step=p.get("step"),
-                                               log=p.get("log", False))
-    return None
+            chosen[name] = rounded(trial.suggest_float(name, p["low"], p["high"],
+                                                       step=p.get("step"),
+                                                       log=p.get("log", False)), p)
+    return chosen  # stepped values rounded to their step: Tune's config takes these
 
 
 def journal_path(run_dir: Path) -> Path:
@@ -101,6 +181,11 @@ def optuna_storage(run_dir: Path):
     )
 
 
+def space_params(loaded: LoadedSpec) -> dict[str, dict]:
+    """The spec's searched parameters as plain dicts, in definition order."""
+    return {k: v.model_dump(exclude_none=True) for k, v in loaded.spec.search.params.items()}
+
+
 def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: bool = True):
     import optuna
 
@@ -111,10 +196,10 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: b
                                              multivariate=True, constant_liar=True)
     else:
         sampler = optuna.samplers.RandomSampler(seed=s.searcher.seed)
-    params = {k: v.model_dump(exclude_none=True) for k, v in s.params.items()}
+    params = space_params(loaded)
     return ResumableOptunaSearch(
-        space=functools.partial(suggest_space, params=params),
-        metric=METRIC, mode=MODE, sampler=sampler,
+        space=functools.partial(suggest_space, params=params), params=params,
+        metric=METRIC, mode=MODE, sampler=sampler, rng_seed=s.searcher.seed,
         storage=optuna_storage(run_dir), study_name=study_name,
         points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,
     )
@@ -127,7 +212,7 @@ def build_scheduler(loaded: LoadedSpec):
     if sched.type == "none":
         return None
     # Scheduled on our own `epoch` metric: training_iteration restarts at 1 after a resume.
-    return ASHAScheduler(time_attr="epoch", max_t=loaded.max_t, grace_period=sched.grace_period,
+    return ASHAScheduler(time_attr="epoch", max_t=loaded.max_t, grace_period=loaded.grace_period,
                          reduction_factor=sched.reduction_factor)
 
 

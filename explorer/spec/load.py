@@ -115,8 +115,8 @@ def _check_scheduler(loaded: LoadedSpec, where: str) -> None:
     if sched.max_t is not None and sched.max_t > epochs:
         raise SpecError(f"{where}: search.scheduler.max_t ({sched.max_t}) exceeds the "
                         f"fine-tuning budget finetune.epochs ({epochs})")
-    if sched.type == "asha" and sched.grace_period > loaded.max_t:
-        raise SpecError(f"{where}: search.scheduler.grace_period ({sched.grace_period}) exceeds "
+    if sched.type == "asha" and loaded.grace_period > loaded.max_t:
+        raise SpecError(f"{where}: search.scheduler.grace_period ({loaded.grace_period}) exceeds "
                         f"the fine-tuning budget ({loaded.max_t} epochs)")
 
 

@@ -154,3 +154,39 @@ def config_hash(obj: Any, n: int = 12) -> str:
         obj = obj.model_dump(mode="json")
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+# The study's fine-tuning schedule, in optimizer updates: 75 epochs of its 75,312 training
+# images at an effective batch of 1024 (../shared/docs/paper.md).
+PAPER_UPDATES = 75 * (75_312 // 1024)
+PAPER_DEPTH = 12  # ViT-S/16 and ViT-B/16
+
+
+def finetune_updates(recipe: Recipe, n_train: int) -> int:
+    """Optimizer updates of a fine-tuning run on ``n_train`` images (one worker)."""
+    per_update = recipe.finetune.effective_batch if recipe.finetune.batch_policy == "accumulate" \
+        else recipe.finetune.batch_size
+    return recipe.finetune.epochs * max(1, n_train // per_update)
+
+
+def scaled_regularisation(paper: Recipe, depth: int, updates: int) -> dict[str, Any]:
+    """The ViT's fine-tuning regularisation for a smaller model and a shorter schedule.
+
+    The study set drop path 0.2 and RandAugment m6 for 5,475 updates of a 12-block ViT. Drop
+    path removes whole residual blocks, so its rate grows with depth (timm/DeiT/MAE give deeper
+    ViTs more); and regularisation only pays once a model can overfit, which takes updates: a
+    run of a few hundred updates is under-fitted, and regularising it only slows learning
+    (measured at cpu scale: BENCHMARKS / docs). So both shrink in proportion::
+
+        u = min(1, updates / 5475)
+        drop_path = 0.2 x (depth / 12) x u        rounded to 0.05
+        randaug   = round(6 x u)                  (0: RandAugment off)
+
+    At ``paper`` this gives the study's values; at ``cpu`` and ``smoke`` (4 and 2 blocks, about
+    150 and 20 updates) both are off.
+    """
+    f = paper.finetune
+    u = min(1.0, updates / PAPER_UPDATES)
+    drop_path = round(round(f.drop_path * depth / PAPER_DEPTH * u / 0.05) * 0.05, 2)
+    magnitude = round((f.randaug_magnitude or 0) * u)
+    return {"drop_path": drop_path, "randaug_magnitude": magnitude or None}

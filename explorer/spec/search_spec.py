@@ -110,7 +110,9 @@ class SearcherSpec(Strict):
 
 class SchedulerSpec(Strict):
     type: Literal["asha", "none"] = "asha"
-    grace_period: int = Field(default=1, ge=1, description="fine-tuning epochs before any stop")
+    grace_period: int | None = Field(
+        default=None, ge=1, description="fine-tuning epochs before any stop (default: a third "
+        "of max_t, rounded up: early epochs rank recipes by noise)")
     reduction_factor: float = Field(default=2, gt=1)
     max_t: int | None = Field(default=None, ge=1, description="default: finetune.epochs")
 
@@ -201,6 +203,12 @@ class LoadedSpec:
         """Every (baseline, seed, resolved recipe) the spec asks for, in order."""
         return [(b, seed, self.baseline_recipe(b, seed, where=f"baselines ({b.recipe})"))
                 for b in self.spec.baselines for seed in self.spec.baseline_seeds(b)]
+    @property
+    def grace_period(self) -> int:
+        """ASHA's first rung: as set, else a third of ``max_t``. Measured at cpu scale, the
+        validation AUC of a ViT dips and recovers over its first epochs (warm-up, a head that
+        starts at std 2e-5), so a rung at epoch 3 of 15 ranks recipes by noise."""
+        return self.spec.search.scheduler.grace_period or math.ceil(self.max_t / 3)
 
     def recipe_for(self, params: dict[str, Any]) -> Recipe:
         d = resolve_recipe_dict(self.spec.recipe, self.spec.scale, self.spec.overlays(), params)

@@ -203,3 +203,27 @@ def test_real_nih_images_with_findings_missing_from_validation(ray_2cpu, tmp_pat
     page = (tmp_path / "reports" / "layer_decay" / "index.html").read_text()
     assert "Findings without an AUC" in page and all(f in page for f in missing)
     assert "VALIDATION" in page  # no test images: the verdict falls back, labelled
+
+
+def test_an_exhausted_stepped_space_ends_the_search_with_one_line(ray_2cpu, tmp_path, capsys):
+    """10 layer decays, 12 trials asked: 10 distinct trials, then one line, exit 0, a report."""
+    spec = {"name": "ten", "recipe": "mae_vit_small_xray", "scale": "smoke",
+            "search": {"params": {"finetune.layer_decay": {"type": "float", "low": 0.45,
+                                                           "high": 0.9, "step": 0.05}},
+                       "num_samples": 12, "max_concurrent": 2,
+                       "searcher": {"type": "tpe", "seed": 0, "n_startup_trials": 4},
+                       "scheduler": {"type": "none"}},
+            "pretrain": {"epochs": 1, "warmup_epochs": 0},
+            "finetune": {"epochs": 1, "warmup_epochs": 0}, "baselines": [], "finalists": 1}
+    path = tmp_path / "ten.yaml"
+    path.write_text(json.dumps(spec))
+    code = main([str(path), "--storage", str(tmp_path / "runs"),
+                 "--reports", str(tmp_path / "reports")])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [ln for ln in out.splitlines() if "search space exhausted" in ln]
+    assert len(lines) == 1 and "all 10 distinct configurations" in lines[0], out[-1500:]
+    trials = pd.read_parquet(tmp_path / "runs" / "ten" / "results" / "trials.parquet")
+    decays = sorted(json.loads(c)["finetune"]["layer_decay"] for c in trials.config_json)
+    assert decays == [round(0.45 + 0.05 * k, 2) for k in range(10)]  # each once, on the grid
+    assert (tmp_path / "reports" / "ten" / "index.html").is_file()

@@ -10,6 +10,7 @@ from explorer.search.tuning import optuna_storage
 from explorer.train.artifacts import TrialArtifacts
 
 DIST = {"pretrain.mask_ratio": optuna.distributions.FloatDistribution(0.5, 0.95)}
+SPACE = {"pretrain.mask_ratio": {"type": "float", "low": 0.5, "high": 0.95}}
 
 
 def _record(run_dir, trial_id: str, ratio: float, value: float) -> None:
@@ -31,7 +32,7 @@ def test_settle_fails_lost_trials_and_adds_retried_ones(tmp_path):
     states = [("a", {"status": "TERMINATED"}), ("c", {"status": "TERMINATED"}),
               ("d", {"status": "ERROR"})]
 
-    assert settle_study(tmp_path, "exp", states) == {"lost": 1, "retried": 1}
+    assert settle_study(tmp_path, "exp", states, SPACE) == {"lost": 1, "retried": 1}
     trials = load_study(tmp_path, "exp").trials
     assert trials[lost.number].state == TrialState.FAIL
     assert trials[lost.number].user_attrs["note"] == "lost in an interruption"
@@ -40,5 +41,5 @@ def test_settle_fails_lost_trials_and_adds_retried_ones(tmp_path):
     assert added[0].params == failed.params
 
     # Settling again changes nothing: the journal is already true to what ran.
-    assert settle_study(tmp_path, "exp", states) == {"lost": 0, "retried": 0}
+    assert settle_study(tmp_path, "exp", states, SPACE) == {"lost": 0, "retried": 0}
     assert len(load_study(tmp_path, "exp").trials) == len(trials)

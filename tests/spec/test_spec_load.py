@@ -200,5 +200,6 @@ def test_scale_is_an_overlay_not_a_code_path():
     paper = resolve_recipe("mae_vit_small_xray", "paper")
     cpu = resolve_recipe("mae_vit_small_xray", "cpu")
     assert type(paper) is type(cpu)
-    assert paper.finetune.layer_decay == cpu.finetune.layer_decay == 0.55
+    assert paper.finetune.layer_decay == 0.55 and cpu.finetune.layer_decay == 0.8
+    assert paper.finetune.mix == cpu.finetune.mix == "none"  # what a scale leaves alone
     assert cpu.model.arch == "vit_micro" and paper.model.arch == "vit_small"

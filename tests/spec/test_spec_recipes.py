@@ -79,3 +79,21 @@ def test_every_recipe_resolves_at_every_scale(scale):
              "densenet121_baseline", "resnet50_baseline"]
     hashes = {config_hash(resolve_recipe(n, scale)) for n in names}
     assert len(hashes) == len(names)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_vit_regularisation_at_every_scale_follows_the_written_rule(scale):
+    """Drop path and RandAugment of the ViT recipes come from ``scaled_regularisation`` (depth
+    and fine-tuning updates), not from hand-tuning: at paper scale the study's values."""
+    from explorer.models.vit import vit_size
+    from explorer.spec.recipes import finetune_updates, scaled_regularisation
+
+    paper = resolve_recipe("mae_vit_small_xray", "paper")
+    for name in ("mae_vit_small_xray", "mae_vit_base_xray"):
+        r = resolve_recipe(name, scale)
+        n_train = r.data.images.train or 75_312
+        rule = scaled_regularisation(paper, vit_size(r.model.arch)[1], finetune_updates(r, n_train))
+        assert {"drop_path": r.finetune.drop_path,
+                "randaug_magnitude": r.finetune.randaug_magnitude} == rule, (name, scale)
+    if scale == "paper":
+        assert rule == {"drop_path": 0.2, "randaug_magnitude": 6}

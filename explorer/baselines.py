@@ -2,7 +2,10 @@
 
 A baseline run is never part of the search (the searcher never sees it). Its resolved recipe is
 the baseline recipe at the search's scale, with the search's ``data`` section and fine-tuning
-budget (epochs, warm-up, batch) copied over, so the comparison is like for like.
+budget (epochs, warm-up, batch) copied over, so the comparison is like for like. A baseline
+that pre-trains (MoCo v2) also takes the search's pre-training data (``pretrain.data``: the
+same X-rays as the MAE), and pre-trains with the search's seed whatever its fine-tuning seed,
+so its seeds share one encoder.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ def baseline_recipe(loaded: LoadedSpec, b: BaselineSpec, seed: int, where: str) 
         "resources": base.resources.model_dump(mode="json"),
         "seed": seed,
     })
+    pre = d.get("pretrain", {})
+    if pre.get("enabled", True) and pre.get("method") == "mocov2":
+        d["pretrain"] = {**pre, "data": base.model_dump(mode="json")["pretrain"]["data"],
+                         "seed": base.seed}
     d = deep_merge(d, b.overrides)
     d["name"] = f"{d['name']}"
     return build_recipe(d, where=where)

@@ -29,6 +29,25 @@ def _images(n: int | None, source: str) -> str:
     return "all"
 
 
+def pool_lines(recipe) -> list[str]:
+    """The pre-training pool, planned (no pixels decoded): what it holds, and what the leakage
+    guard leaves out and why. A pooled source that does not exist fails here, in one line."""
+    if not (recipe.pretrains and recipe.pretrain.data):
+        return []
+    from explorer.data.pool import plan_pool
+
+    pool = plan_pool(recipe.data, recipe.pretrain.data)
+    notes = pool.notes()
+    lines = [f"Pre-training data (pretrain.data, labels ignored): {pool.describe()}"]
+    if notes["excluded_total"]:
+        why = "; ".join(f"{n:,} {notes['reasons'][r]}" for r, n in notes["excluded"].items())
+        lines.append(f"  left out by the leakage guard: {notes['excluded_total']:,} ({why})")
+    else:
+        lines.append("  left out by the leakage guard: none (no pooled image or patient is in "
+                     "the fine-tuning data's validation or test split)")
+    return lines
+
+
 def dry_run_text(loaded: LoadedSpec, name: str) -> str:
     spec, base = loaded.spec, loaded.base
     s = spec.search
@@ -51,13 +70,16 @@ def dry_run_text(loaded: LoadedSpec, name: str) -> str:
          f"Scheduler: ASHA on fine-tuning epochs (grace {sched.grace_period}, max "
          f"{loaded.max_t}, reduction factor {sched.reduction_factor:g})"),
         f"Pre-trainings needed: {n_pre} ({why})",
+        *pool_lines(base),
     ]
     base_runs = []
     for b in spec.baselines:
         seeds = spec.baseline_seeds(b)
         r = baseline_recipe(loaded, b, seed=seeds[0] if seeds else 0, where="baselines")
         base_runs.append((b.recipe, seeds, r))
-        lines.append(f"Baseline: {b.recipe} ({r.model.arch}) x {len(seeds)} seeds {seeds}")
+        lines.append(f"Baseline: {b.recipe} ({r.model.arch}) x {len(seeds)} seeds {seeds}"
+                     + (f", {r.pretrain.method} pre-training shared by its seeds"
+                        if r.pretrains else ""))
     if not spec.baselines:
         lines.append("Baselines: none (baselines: [])")
     lines.append(f"Finalists scored once on the test split: {spec.finalists}")

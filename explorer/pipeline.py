@@ -24,15 +24,22 @@ from explorer.storage import BASELINES
 from explorer.train.finetune import METRIC
 from explorer.tuning import MODE
 
-PATH_FIELDS = (("data", "root"), ("pretrain", "from_checkpoint"), ("finetune", "weights"))
+PATH_FIELDS = (("data", "root"), ("pretrain", "from_checkpoint"), ("pretrain", "init_from"),
+               ("finetune", "weights"))
 
 
 def absolute_paths(recipe_dict: dict) -> dict:
-    """User paths resolved against the current directory (trials run elsewhere)."""
+    """User paths resolved against the current directory (trials run elsewhere); named starts
+    (``imagenet``) stay names."""
+    from explorer.models.starts import is_named
+
     for section, key in PATH_FIELDS:
         value = recipe_dict.get(section, {}).get(key)
-        if value:
+        if value and not is_named(value):
             recipe_dict[section][key] = str(Path(value).expanduser().resolve())
+    for entry in recipe_dict.get("pretrain", {}).get("data") or []:   # pooled sources
+        if entry.get("root"):
+            entry["root"] = str(Path(entry["root"]).expanduser().resolve())
     return recipe_dict
 
 
@@ -118,6 +125,12 @@ def baseline_rel(key: str) -> str:
     return f"{BASELINES}/{key}"
 
 
+def _weights_of(recipe, value: str, key: str) -> str:
+    from explorer.models.starts import is_named, resolve_start
+
+    return str(resolve_start(recipe.model.arch, value, key)) if is_named(value) else value
+
+
 class Pipeline:
     def __init__(self, loaded: LoadedSpec, exp: Experiment, verbose: bool, reports: Path):
         self.loaded, self.exp, self.verbose = loaded, exp, verbose
@@ -133,28 +146,49 @@ class Pipeline:
         self.data = load_data(self.base.data)
         check_validation(self.data)
         self._check_weights()
+        self.pools = self._check_pools()
+
+    def _check_pools(self) -> dict[str, dict]:
+        """Every pre-training pool of the search and its baselines, planned now: a pooled source
+        that does not exist, or a pool the leakage guard empties, fails here in one line.
+        Returns pool notes by fingerprint (for the record and the report)."""
+        from explorer.recipes import build_recipe
+        from explorer.stages import baseline_runs
+
+        pools = {}
+        for run in [{"recipe": self.base_dict}, *baseline_runs(self)]:
+            r = build_recipe(run["recipe"])
+            if r.pretrains and r.pretrain.data:
+                pool = self._pool(r)
+                pools[pool.fingerprint] = {"describe": pool.describe(), **pool.notes()}
+        return pools
 
     def _check_weights(self) -> None:
         """A weights file that cannot be read or does not fit fails now, in one line, not later
         inside every trial."""
         from explorer.models import create_cnn, create_vit_classifier
+        from explorer.models.starts import check_starts
+        from explorer.recipes import build_recipe
         from explorer.stages import baseline_runs
 
         n = len(self.data.findings)
-        b = self.base
-        if b.pretrain.from_checkpoint and b.model.family == "vit":
-            create_vit_classifier(b.model.arch, img_size=b.data.image_size,
-                                  patch_size=b.model.patch_size, num_classes=n,
-                                  global_pool=b.model.global_pool,
-                                  encoder_state=b.pretrain.from_checkpoint)
         seen = set()
         for run in [{"recipe": self.base_dict}, *baseline_runs(self)]:
-            r = run["recipe"]
-            weights = r["finetune"].get("weights")
-            if weights and r["model"]["arch"] in ("densenet121", "resnet50") and \
-                    (r["model"]["arch"], weights) not in seen:
-                seen.add((r["model"]["arch"], weights))
-                create_cnn(r["model"]["arch"], num_classes=n, weights=weights)
+            r = build_recipe(run["recipe"])
+            if r.model.family == "vit" and r.pretrain.from_checkpoint and \
+                    (r.model.arch, r.pretrain.from_checkpoint) not in seen:
+                seen.add((r.model.arch, r.pretrain.from_checkpoint))
+                create_vit_classifier(r.model.arch, img_size=r.data.image_size,
+                                      patch_size=r.model.patch_size, num_classes=n,
+                                      global_pool=r.model.global_pool,
+                                      encoder_state=_weights_of(r, r.pretrain.from_checkpoint,
+                                                                "pretrain.from_checkpoint"))
+            weights = r.finetune.weights
+            if weights and r.model.family == "cnn" and (r.model.arch, weights) not in seen:
+                seen.add((r.model.arch, weights))
+                create_cnn(r.model.arch, num_classes=n, weights=weights)
+            if r.pretrains and r.pretrain.init_from:
+                check_starts(r)
 
     def connect(self, address: str | None) -> None:
         import ray
@@ -268,8 +302,23 @@ class Pipeline:
         d = recipe.model_dump(mode="json")
         for key in ("root", "loader_workers"):  # where the data is mounted changes nothing
             d["data"].pop(key)
-        return config_hash({"recipe": d, "data": self.data.fingerprint,
-                            "scale": self.loaded.spec.scale})
+        parts = {"recipe": d, "data": self.data.fingerprint, "scale": self.loaded.spec.scale}
+        if recipe.pretrains and recipe.pretrain.data:   # a pool: what it holds, not where
+            for entry in d["pretrain"]["data"]:
+                entry.pop("root", None)
+            parts["pool"] = self._pool(recipe).fingerprint
+        return config_hash(parts)
+
+    def _pool(self, recipe):
+        """The recipe's pre-training pool, planned once per (data, pool) config."""
+        from explorer.data.pool import plan_pool
+
+        cache = self.__dict__.setdefault("_pools", {})
+        what = config_hash([recipe.data.model_dump(mode="json"),
+                            [e.model_dump(mode="json") for e in recipe.pretrain.data]])
+        if what not in cache:
+            cache[what] = plan_pool(recipe.data, recipe.pretrain.data)
+        return cache[what]
 
     @property
     def metric(self) -> tuple[str, str]:

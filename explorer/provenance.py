@@ -80,6 +80,9 @@ def run_meta(p: Pipeline, runs: list[dict]) -> dict:
         "findings": list(data.findings),
         "data": {**data.notes, "fingerprint": data.fingerprint,
                  "source": p.base.data.source, "image_size": p.base.data.image_size},
+        # pre-training pools (pretrain.data) by fingerprint: sources, sizes, what the leakage
+        # guard left out and why
+        "pretrain_pools": getattr(p, "pools", {}),
         "seeds": {"recipe": p.base.seed, "split": p.base.data.split_seed,
                   "searcher": spec.search.searcher.seed, "bootstrap": 0,
                   "baselines": sorted({r["seed"] for r in runs})},

@@ -187,3 +187,20 @@ def init_mae_encoder(mae: nn.Module, arch: str, name_or_path: str,
                        or k in ("pos_embed", "decoder_pos_embed"),
                        fix="set model.arch and model.patch_size to the checkpoint's")
     return path
+
+
+def check_starts(recipe) -> None:
+    """``pretrain.init_from`` of a recipe that pre-trains fits its encoder (one line if not),
+    checked before anything is written rather than inside every trial."""
+    p = recipe.pretrain
+    if recipe.uses_moco_pretraining:
+        from explorer.models.cnn import create_cnn
+
+        create_cnn(recipe.model.arch, num_classes=0, weights=p.init_from)
+        return
+    from explorer.models.mae import create_mae
+
+    mae = create_mae(recipe.model.arch, img_size=recipe.data.image_size,
+                     patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
+                     decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads)
+    init_mae_encoder(mae, recipe.model.arch, p.init_from)

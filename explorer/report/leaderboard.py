@@ -57,6 +57,7 @@ class LeaderRow(NamedTuple):
     shares_encoder_with: list[str]  # labels of the other trials using the same encoder
     wall_time_s: float | None
     resumes: int = 0  # restarts from a checkpoint (a killed worker, a retried trial, --resume)
+    start: str | None = None  # what it started from, on which data ("MoCo v2 on ...")
 
 
 class SeedSpread(NamedTuple):
@@ -114,7 +115,8 @@ def get_leaderboard_info(results: Results, ev: Evaluation, ranked: pd.DataFrame
             test_ci=test.mean_ci if test is not None else None, params=trial_params(r),
             pretrain_key=key, pretrain_role=_opt_str(r.get("pretrain_role")),
             shares_encoder_with=shared, wall_time_s=None if is_missing(r.get("wall_time_s"))
-            else float(r["wall_time_s"]), resumes=_opt_int(r.get("resumes")) or 0))
+            else float(r["wall_time_s"]), resumes=_opt_int(r.get("resumes")) or 0,
+            start=_opt_str(r.get("start_text"))))
     paths = searched + [p for row in rows for p in row.params if p not in searched]
     labels = results.labels
     has_test = not labels.empty and bool((labels["split"] == "test").any())

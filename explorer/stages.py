@@ -105,13 +105,18 @@ def baseline_runs(p: Pipeline) -> list[dict]:
     """Every (baseline recipe, seed) of the spec, with its cache key and folder."""
     runs = []
     spec = p.loaded.spec
-    for b in spec.baselines:
+    archs = [baseline_recipe(p.loaded, b, 0, where=f"baselines ({b.recipe})").model.arch
+             for b in spec.baselines]
+    for b, arch in zip(spec.baselines, archs):
+        # "densenet121 seed 0"; the recipe's name where several recipes share an architecture
+        # (random / ImageNet / MoCo v2 starts of DenseNet-121)
+        name = arch if archs.count(arch) == 1 else b.recipe
         for seed in spec.baseline_seeds(b):
             r = baseline_recipe(p.loaded, b, seed, where=f"baselines ({b.recipe})")
             d = absolute_paths(r.model_dump(mode="json"))
             key = p.baseline_key(r)
             runs.append({"run_id": f"{b.recipe}-s{seed}-{key[:6]}", "recipe_name": b.recipe,
-                         "label": f"{r.model.arch} seed {seed}", "seed": seed, "key": key,
+                         "label": f"{name} seed {seed}", "seed": seed, "key": key,
                          "recipe": d, "artifacts": str(p.baseline_dir(key)),
                          "rel": baseline_rel(key),
                          "state": {"status": "TERMINATED", "error": None}})

@@ -69,6 +69,7 @@ class SeedSpread(NamedTuple):
     val_sd: float  # sample sd (ddof=1); NaN with one seed
     test_mean: float
     test_sd: float
+    start: str | None = None  # baselines of one architecture but different starts spread apart
 
 
 class LeaderboardInfo(NamedTuple):
@@ -146,13 +147,13 @@ def _mean_sd(values: list) -> tuple[float, float]:
 def _spreads(rows: list[LeaderRow]) -> list[SeedSpread]:
     out = []
     base = [r for r in rows if r.kind == "baseline" and not is_missing(r.val_auc)]
-    for arch in dict.fromkeys(r.arch for r in base):
-        group = sorted((r for r in base if r.arch == arch),
+    for arch, start in dict.fromkeys((r.arch, r.start) for r in base):
+        group = sorted((r for r in base if (r.arch, r.start) == (arch, start)),
                        key=lambda r: (r.seed is None, r.seed or 0))
         val = [r.val_auc for r in group]
         test = [r.test_auc for r in group]
         out.append(SeedSpread(arch, [r.seed for r in group], val, test, *_mean_sd(val),
-                              *_mean_sd(test)))
+                              *_mean_sd(test), start))
     return out
 
 

@@ -128,7 +128,8 @@ def leaderboard_section(info, fig) -> Markup:
         spread_rows = []
         for s in info.spreads:
             spread_rows.append([
-                arch_name(s.arch), ", ".join(fmt_int(x) for x in s.seeds),
+                arch_name(s.arch) + (f" ({s.start})" if s.start else ""),
+                ", ".join(fmt_int(x) for x in s.seeds),
                 f"{fmt_auc(s.val_mean)} ± {fmt_auc(s.val_sd)}",
                 ", ".join(fmt_auc(x) for x in s.val),
                 f"{fmt_auc(s.test_mean)} ± {fmt_auc(s.test_sd)}",

@@ -43,10 +43,19 @@ def _named(value: str) -> str:
     return START_NAMES[value] if is_named(value) else Path(value).name
 
 
+def _source(arch: str, name: str) -> str:
+    """``timm densenet121.tv_in1k``, or the weights file a size without published weights
+    takes (``file vit_nano.imagenet``)."""
+    from explorer.models.starts import TIMM_TAGS, file_stem
+
+    return f"timm {TIMM_TAGS[(arch, name)]}" if (arch, name) in TIMM_TAGS \
+        else f"file {file_stem(arch, name)}"
+
+
 def describe_start(recipe: Recipe, pool: dict | None = None) -> dict:
     """The start of a trial of ``recipe``; ``pool``: ``PretrainData.notes()`` when it
     pre-trains."""
-    from explorer.models.starts import TIMM_TAGS, is_named
+    from explorer.models.starts import is_named
 
     p, f, arch = recipe.pretrain, recipe.finetune, recipe.model.arch
     record: dict = {"method": "random", "init": None, "data": None, "sources": [],
@@ -54,8 +63,8 @@ def describe_start(recipe: Recipe, pool: dict | None = None) -> dict:
     if recipe.model.family == "vit" and p.from_checkpoint:
         src = p.from_checkpoint
         record.update(method=src if is_named(src) else "imported", init=src)
-        what = (f"{_named(src)} (timm {TIMM_TAGS.get((arch, src), f'{arch}.{src}')})"
-                if is_named(src) else f"imported encoder ({Path(src).name})")
+        what = (f"{_named(src)} ({_source(arch, src)})" if is_named(src)
+                else f"imported encoder ({Path(src).name})")
         record["text"] = what
         return record
     if recipe.pretrains and pool is not None:
@@ -73,9 +82,8 @@ def describe_start(recipe: Recipe, pool: dict | None = None) -> dict:
         return record
     if recipe.model.family == "cnn" and f.weights:
         if is_named(f.weights):
-            tag = TIMM_TAGS.get((arch, f.weights), f"{arch}.{f.weights}")
-            record.update(method="imagenet" if f.weights == "imagenet" else f.weights,
-                          init=f.weights, text=f"{_named(f.weights)} (timm {tag})")
+            record.update(method=f.weights, init=f.weights,
+                          text=f"{_named(f.weights)} ({_source(arch, f.weights)})")
         else:
             record.update(method="weights_file", init=f.weights,
                           text=f"weights file {Path(f.weights).name}")

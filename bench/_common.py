@@ -108,7 +108,7 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 def print_table(headers: list[str], rows: list[list[object]], title: str | None = None) -> None:
-    """A plain Markdown table (pastes straight into BENCHMARKS.md)."""
+    """A plain Markdown table (pastes straight into docs/benchmarks.md)."""
     cells = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]

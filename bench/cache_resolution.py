@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     from explorer.data.bundle import Split
     from explorer.data.images import decode_grey
     from explorer.data.packed import PackedImages
-    from explorer.recipes import resolve_recipe
+    from explorer.spec.recipes import resolve_recipe
 
     recipe = resolve_recipe("mae_vit_small_xray", "paper")
     f, p = recipe.finetune, recipe.pretrain

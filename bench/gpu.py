@@ -28,7 +28,7 @@ from bench._common import machine_line, print_table
 
 def _steps(device: torch.device):
     from explorer.models import create_cnn, create_mae, create_vit_classifier
-    from explorer.recipes import resolve_recipe
+    from explorer.spec.recipes import resolve_recipe
     from explorer.train.common import autocast, build_optimizer
 
     vit = resolve_recipe("mae_vit_small_xray", "paper")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
               "Run it on a GPU machine.", file=sys.stderr)
         return 2
 
-    from explorer.config import Recipe
+    from explorer.spec.config import Recipe
     from explorer.train.common import setup_worker
     from explorer.train.session import LocalSession
 

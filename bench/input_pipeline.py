@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     from explorer.data import load_data
-    from explorer.recipes import resolve_recipe
+    from explorer.spec.recipes import resolve_recipe
 
     recipe = resolve_recipe("mae_vit_small_xray", "cpu")
     data = load_data(recipe.data)

@@ -36,7 +36,7 @@ GEMM_OPS = ("mm", "addmm", "bmm", "baddbmm")
 
 def finetune_step(seed: int = 0):
     """(step, fwd_bwd) closures for the cpu scale's fine-tuning step on a fixed random batch."""
-    from explorer.recipes import resolve_recipe
+    from explorer.spec.recipes import resolve_recipe
     from explorer.train.common import build_optimizer
     from explorer.train.finetune import build_classifier
     from explorer.train.pretrain import EncoderInfo

@@ -34,7 +34,7 @@ TARGET = 0.9
 
 
 def shape_recipe(scale: str):
-    from explorer.recipes import resolve_recipe
+    from explorer.spec.recipes import resolve_recipe
 
     return resolve_recipe("mae_vit_small_xray", scale)
 

@@ -8,21 +8,21 @@ Part A. N trials (default 4) of ``search_spaces/layer_decay.yaml`` at ``scale=sm
 layer-decay values (a grid, no Optuna/ASHA, so every mode runs the same work: one shared MAE
 pre-training, then N fine-tunings of 3 epochs), one trial at a time, run
 
-- (c) in one process: ``explorer.trial.run_worker`` with a ``LocalSession`` per trial, called
+- (c) in one process: ``explorer.search.trial.run_worker`` with a ``LocalSession`` per trial, called
   in a loop (after one untimed warm-up trial: imports and first-call set-up are paid);
-- (a) through Ray Tune, inline mode: ``explorer.trial.search_trainable`` in a ``tune.Tuner``
-  as ``explorer.stages.run_search`` built it before actor reuse (a new actor per trial;
+- (a) through Ray Tune, inline mode: ``explorer.search.trial.search_trainable`` in a ``tune.Tuner``
+  as ``explorer.search.stages.run_search`` built it before actor reuse (a new actor per trial;
   ``resources.trainer=inline``);
 - (b) through Ray Tune with a Ray Train ``TorchTrainer`` per trial, 1 worker
   (``resources.trainer=torch_trainer``).
 
-Ray is started once, as ``explorer.pipeline.Pipeline.connect`` does, and its start-up is shown
+Ray is started once, as ``explorer.search.cluster.connect`` does, and its start-up is shown
 on its own row (a search pays it once). A mode's wall is ``Tuner.fit()`` (or the loop);
 overhead per trial = (wall of the mode - wall of (c)) / N; overhead share = that / the mode's
 wall. Training share = the epochs' time from the artifacts (as in ``bench.end_to_end``) / wall.
 A fourth mode, (a'), is (a) with ``TuneConfig(reuse_actors=True)`` (one trial actor process
 reused for the next trial instead of a new process that imports torch again): what
-``explorer.stages`` does since this benchmark measured it. "outside run_worker per trial" =
+``explorer.search.stages`` does since this benchmark measured it. "outside run_worker per trial" =
 (wall - sum of each trial's ``config.json`` started -> ``done.json`` finished) / N: actor
 start-up, imports, Tune's bookkeeping between trials. ``--repeats R`` runs the modes R times
 in the order c, a, a', b, c, ... and takes medians.
@@ -81,10 +81,10 @@ def training_seconds(storage: Path) -> float:
 
 
 def run_local(storage: Path, n: int) -> float:
-    from explorer.pipeline import absolute_paths
+    from explorer.search.context import absolute_paths
+    from explorer.search.trial import run_worker, trial_recipe_dict
     from explorer.storage import Store
     from explorer.train.session import LocalSession
-    from explorer.trial import run_worker, trial_recipe_dict
 
     base = absolute_paths(_loaded("inline").base.model_dump(mode="json"))
     t0 = time.perf_counter()
@@ -98,15 +98,13 @@ def run_local(storage: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def connect(storage: Path) -> float:
-    """Start Ray exactly as a search does; returns the seconds it took."""
-    from explorer.experiment import Experiment
-    from explorer.pipeline import Pipeline
+def connect() -> float:
+    """Start Ray exactly as a search does (inside ``cluster.ray_settings``); the seconds it
+    took."""
+    from explorer.search import cluster
 
-    loaded = _loaded("inline")
-    p = Pipeline(loaded, Experiment(storage, NAME), verbose=False, reports=storage / "reports")
     t0 = time.perf_counter()
-    p.connect(None)
+    cluster.connect(None, verbose=False)
     return time.perf_counter() - t0
 
 
@@ -124,10 +122,11 @@ def trial_seconds(storage: Path) -> float:
 def run_tune(storage: Path, n: int, trainer: str, reuse: bool = False) -> float:
     from ray import tune
 
-    from explorer.pipeline import absolute_paths
+    from explorer.search.context import absolute_paths
+    from explorer.search.resources import trial_resources
+    from explorer.search.trial import search_trainable
+    from explorer.search.tuning import trial_dirname
     from explorer.storage import Store
-    from explorer.trial import search_trainable
-    from explorer.tuning import trial_dirname, trial_resources
 
     base = _loaded(trainer).base
     ctx = {"run": NAME, "store": Store(storage),
@@ -150,6 +149,13 @@ def run_tune(storage: Path, n: int, trainer: str, reuse: bool = False) -> float:
 
 
 def part_a(n: int, repeats: int) -> list[list[object]]:
+    from explorer.search import cluster
+
+    with cluster.ray_settings(verbose=False):  # the process as a search runs it
+        return _part_a(n, repeats)
+
+
+def _part_a(n: int, repeats: int) -> list[list[object]]:
     import ray
 
     tmp = Path(tempfile.mkdtemp(prefix="cxr-bench-orch-"))
@@ -158,7 +164,7 @@ def part_a(n: int, repeats: int) -> list[list[object]]:
     inside: dict[str, list[float]] = {k: [] for k in MODES}
     try:
         run_local(tmp / "warm-up", 1)  # untimed: the process's first trial pays one-off costs
-        t_init = connect(tmp / "init")
+        t_init = connect()
         for r in range(repeats):
             for mode in MODES:
                 storage = tmp / f"{mode}{r}"

@@ -4,7 +4,7 @@
 
 ``search_spaces/layer_decay.yaml`` searches a fine-tuning knob only, so all its trials hash to
 the same pre-training key and share one encoder in ``<storage>/_encoders/<key>/``. Method: the
-trial body itself (``explorer.trial.run_worker`` with a ``LocalSession``: load data,
+trial body itself (``explorer.search.trial.run_worker`` with a ``LocalSession``: load data,
 ``ensure_encoder``, ``finetune_loop``, exactly what a Tune trial runs), called for N trials with
 different layer-decay values, one after another in this process:
 
@@ -52,9 +52,9 @@ def _json(path: Path, default=None):
 
 def run_trial(root: Path, base: dict, i: int, shared: bool) -> float:
     """Trial i in this process: storage ``root`` if ``shared``, else a fresh folder of its own."""
+    from explorer.search.trial import run_worker, trial_recipe_dict
     from explorer.storage import Store
     from explorer.train.session import LocalSession
-    from explorer.trial import run_worker, trial_recipe_dict
 
     v = VALUES[i]
     storage = root if shared else root / f"storage{i}"
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from explorer.data import load_data
-    from explorer.pipeline import absolute_paths
+    from explorer.search.context import absolute_paths
     from explorer.spec import load_spec
 
     loaded = load_spec(SPEC, [f"scale={args.scale}"])

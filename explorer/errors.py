@@ -23,3 +23,13 @@ class CheckpointError(UserError):
 
 class StorageError(UserError):
     """An experiment storage location that cannot be used."""
+
+
+def error_line(exc: BaseException | str, *, last: bool = False, limit: int = 300) -> str:
+    """One line of an exception's text for a ``UserError`` message: the first non-empty line
+    (a library's summary), or with ``last`` the last one (a Ray error wraps a traceback and ends
+    with the cause). The exception's type name when it has no text."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__ if isinstance(exc, BaseException) else ""
+    return (lines[-1] if last else lines[0])[:limit]

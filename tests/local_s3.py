@@ -1,5 +1,5 @@
 """A local S3 server for tests: moto's ``ThreadedMotoServer`` speaks the S3 REST API over HTTP,
-so pyarrow's S3 file system (what ``explorer.remote`` uses) talks to it exactly as to AWS.
+so pyarrow's S3 file system (what ``explorer.storage.remote`` uses) talks to it exactly as to AWS.
 
 Credentials are test values set in the environment, which processes started by a test (drivers,
 Ray nodes, trials) inherit, as a cluster's nodes would inherit an instance role.

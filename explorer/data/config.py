@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from explorer.data.findings import CHEXPERT_FINDINGS
+from explorer.schema import Strict as _Strict
 
 SourceName = Literal["phantom", "chestxray14", "chexpert", "chestmnist", "csv"]
 Uncertainty = Literal["ones", "zeros"]
@@ -17,10 +18,6 @@ CHEXPERT_UNCERTAINTY: dict[str, Uncertainty] = {
     "Atelectasis": "ones", "Cardiomegaly": "zeros", "Consolidation": "zeros", "Edema": "ones",
     "Pleural Effusion": "zeros",
 }
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SplitSizes(_Strict):
@@ -54,7 +51,10 @@ class DataConfig(_Strict):
     images: SplitSizes = Field(default_factory=SplitSizes)
     mean: float = 0.5056
     std: float = Field(default=0.252, gt=0)
-    loader_workers: int = Field(default=0, ge=0)
+    loader_workers: int | None = Field(
+        default=None, ge=0,
+        description="data-loading processes per training worker (null: chosen from "
+        "resources, see explorer.train.inputs)")
     max_bad_fraction: float = Field(
         default=0.05, ge=0, le=1,
         description="unreadable image files are skipped and listed; above this share the run stops",

@@ -13,7 +13,8 @@ from explorer.data.bundle import Split
 
 
 class XrayDataset(torch.utils.data.Dataset):
-    """Item i: (transform(grey PIL image) float [3, H, W], target float32 [C]).
+    """Item i: (transform(grey PIL image), target float32 [C]); with ``build_transform`` the
+    image is uint8 [1, H, W], normalised later on the device.
 
     Pickling (DataLoader workers started with spawn/forkserver) sends the memmap's file path,
     not its pixels: every worker reopens the same cache file.

@@ -149,97 +149,119 @@ def _in_lung(c: _Chest, sel, side, a, b):
     return side * cu + a * 0.6 * ru, cv + b * 0.55 * rv
 
 
+def _emphysema(c: _Chest, sel, u, v, s, f) -> None:   # taller lungs, low dome: in the params
+    c.density[sel] -= s * 0.12 * (c.lung(-1, sel) + c.lung(1, sel))
+    c.markings[sel] *= np.clip(1 - 0.6 * s, 0, 1)
+
+
+def _pneumothorax(c: _Chest, sel, u, v, s, f) -> None:
+    side = f["side"][sel] * 2.0 - 1.0
+    w = f["Pneumothorax.w"][sel]
+    lung = np.where(_c(side) < 0, c.lung(-1, sel), c.lung(1, sel))
+    inner = np.where(_c(side) < 0, c.lung(-1, sel, shrink=w), c.lung(1, sel, shrink=w))
+    rim = np.clip(lung - inner, 0, 1)
+    c.density[sel] -= s * 0.16 * rim
+    c.markings[sel] *= 1 - rim
+    c.density[sel] += s * 0.8 * lung * inner * (1 - inner)   # the visceral pleural line
+
+
+def _effusion(c: _Chest, sel, u, v, s, f) -> None:
+    wl, wr = _side_weights(f["Effusion.mode"][sel])
+    for side, w in ((-1.0, wl), (1.0, wr)):
+        cu, _, ru, _, dome = c.lung_geometry(side, sel)
+        lateral = np.clip(side * (u - _c(cu)) / _c(ru), -1, 1)           # 1 at chest wall
+        surface = _c(dome + 0.18 - f["Effusion.h"][sel]) - 0.2 * np.clip(lateral, 0, 1) ** 2
+        fluid = _ramp(v - surface, c.edge) * c.lung(side, sel)
+        c.density[sel] += _c(w) * s * 0.7 * fluid
+
+
+def _atelectasis(c: _Chest, sel, u, v, s, f) -> None:
+    side = f["side"][sel] * 2.0 - 1.0
+    b = 0.35 + 0.3 * f["Atelectasis.b"][sel]
+    cu, cv = _in_lung(c, sel, side, f["Atelectasis.a"][sel], b)
+    ang = f["Atelectasis.ang"][sel]
+    along = (u - _c(cu)) * _c(np.cos(ang)) + (v - _c(cv)) * _c(np.sin(ang))
+    across = -(u - _c(cu)) * _c(np.sin(ang)) + (v - _c(cv)) * _c(np.cos(ang))
+    band = _ramp(0.025 - np.abs(across), c.edge) * _ramp(0.2 - np.abs(along), 0.05)
+    c.density[sel] += s * 0.45 * band
+
+
+def _focal(name: str, power: float, dens: float):
+    """Mass, Nodule, Consolidation: a dense ellipse in one lung (Nodule: sometimes two)."""
+    def draw(c: _Chest, sel, u, v, s, f) -> None:
+        side = f[name + ".side"][sel] * 2.0 - 1.0
+        cu, cv = _in_lung(c, sel, side, f[name + ".a"][sel], f[name + ".b"][sel])
+        r = f[name + ".r"][sel]
+        c.density[sel] += s * dens * _ellipse(u, v, cu, cv, r, r * 0.85, c.edge, power)
+        if name == "Nodule":   # a second nodule in the other lung for some patients
+            two = _c(f["Nodule.two"][sel])
+            cu2, cv2 = _in_lung(c, sel, -side, f["Nodule.b"][sel], f["Nodule.a"][sel])
+            c.density[sel] += two * s * dens * _ellipse(u, v, cu2, cv2, r, r, c.edge)
+    return draw
+
+
+def _pneumonia(c: _Chest, sel, u, v, s, f) -> None:
+    side = f["side"][sel] * 2.0 - 1.0
+    b = 0.2 + 0.5 * np.abs(f["Pneumonia.b"][sel])
+    cu, cv = _in_lung(c, sel, side, f["Pneumonia.a"][sel], b)
+    mottle = 0.6 + 0.4 * _field(u, v, f["waves2"][sel] * 1.5)
+    c.density[sel] += s * 0.5 * _blob(u, v, cu, cv, f["Pneumonia.r"][sel]) * mottle
+
+
+def _infiltration(c: _Chest, sel, u, v, s, f) -> None:
+    wl, wr = _side_weights(f["Infiltration.mode"][sel])
+    patches = _ramp(_field(u, v, f["waves2"][sel] * 0.35) - 0.2, 1.2)
+    lungs = _c(wl) * c.lung(-1, sel) + _c(wr) * c.lung(1, sel)
+    c.density[sel] += s * 0.1 * patches * lungs
+
+
+def _edema(c: _Chest, sel, u, v, s, f) -> None:
+    haze = np.exp(-((np.abs(u) - 0.25) ** 2 / 0.09 + (v + 0.0) ** 2 / 0.16))
+    lungs = c.lung(-1, sel) + c.lung(1, sel)
+    kerley = (_ramp(np.cos(v * 60.0) - 0.8, 0.2) * _ramp(np.abs(u) - 0.5, 0.1)
+              * _ramp(v - 0.1, 0.1))   # short horizontal septal lines at the lateral bases
+    c.density[sel] += s * (0.12 * haze + 0.15 * kerley) * lungs
+
+
+def _fibrosis(c: _Chest, sel, u, v, s, f) -> None:
+    net = _lines(_field(u, v, f["waves2"][sel] * 2.4), 0.5)
+    outer = _ramp(np.abs(u) - 0.35, 0.2) + _ramp(v - 0.1, 0.2)
+    lungs = c.lung(-1, sel, shrink=0.05) + c.lung(1, sel, shrink=0.05)
+    c.density[sel] += s * 0.3 * net * np.clip(outer, 0, 1) * lungs
+
+
+def _pleural_thickening(c: _Chest, sel, u, v, s, f) -> None:
+    wl, wr = _side_weights(f["Pleural_Thickening.mode"][sel])
+    t = f["Pleural_Thickening.t"][sel]
+    rim = (_c(wl) * (c.lung(-1, sel) - c.lung(-1, sel, shrink=t))
+           + _c(wr) * (c.lung(1, sel) - c.lung(1, sel, shrink=t)))
+    c.density[sel] += s * 0.55 * np.clip(rim, 0, 1) * _ramp(np.abs(u) - 0.2, 0.1)
+
+
+def _hernia(c: _Chest, sel, u, v, s, f) -> None:
+    cu, cv = 0.1 + 0.05 * f["Hernia.a"][sel], c.p["dome_l"][sel] - 0.1
+    r = f["Hernia.r"][sel]
+    sac = _ellipse(u, v, cu, cv, r, r * 0.8, c.edge)
+    air = sac * _ramp(_c(cv - 0.1 * r) - v, c.edge)     # gas above a flat fluid level
+    c.density[sel] += s * (0.4 * sac - 0.9 * air)
+
+
+#: Each finding's trace, drawn in this order (Cardiomegaly is in the anatomy: a larger heart).
+_TRACES = (
+    ("Emphysema", _emphysema), ("Pneumothorax", _pneumothorax), ("Effusion", _effusion),
+    ("Atelectasis", _atelectasis), ("Mass", _focal("Mass", 2.0, 0.55)),
+    ("Nodule", _focal("Nodule", 2.0, 0.7)), ("Consolidation", _focal("Consolidation", 3.0, 0.4)),
+    ("Pneumonia", _pneumonia), ("Infiltration", _infiltration), ("Edema", _edema),
+    ("Fibrosis", _fibrosis), ("Pleural_Thickening", _pleural_thickening), ("Hernia", _hernia),
+)
+
+
 def _findings(c: _Chest, labels: np.ndarray, f: dict, strength: float) -> None:
     """Add the trace of every present finding; ``f`` holds per-image finding parameters."""
-    def where(name):
+    for name, draw in _TRACES:
         sel = np.flatnonzero(labels[:, F[name]])
-        return sel, (c.u[sel], c.v[sel]), _c(f[name + ".s"][sel] * strength)
-
-    sel, (u, v), s = where("Emphysema")          # taller lungs, low dome: set in the parameters
-    if sel.size:
-        c.density[sel] -= s * 0.12 * (c.lung(-1, sel) + c.lung(1, sel))
-        c.markings[sel] *= np.clip(1 - 0.6 * s, 0, 1)
-    sel, (u, v), s = where("Pneumothorax")
-    if sel.size:
-        side = f["side"][sel] * 2.0 - 1.0
-        w = f["Pneumothorax.w"][sel]
-        lung = np.where(_c(side) < 0, c.lung(-1, sel), c.lung(1, sel))
-        inner = np.where(_c(side) < 0, c.lung(-1, sel, shrink=w), c.lung(1, sel, shrink=w))
-        rim = np.clip(lung - inner, 0, 1)
-        c.density[sel] -= s * 0.16 * rim
-        c.markings[sel] *= 1 - rim
-        c.density[sel] += s * 0.8 * lung * inner * (1 - inner)   # the visceral pleural line
-    sel, (u, v), s = where("Effusion")
-    if sel.size:
-        wl, wr = _side_weights(f["Effusion.mode"][sel])
-        for side, w in ((-1.0, wl), (1.0, wr)):
-            cu, _, ru, _, dome = c.lung_geometry(side, sel)
-            lateral = np.clip(side * (u - _c(cu)) / _c(ru), -1, 1)           # 1 at chest wall
-            surface = _c(dome + 0.18 - f["Effusion.h"][sel]) - 0.2 * np.clip(lateral, 0, 1) ** 2
-            fluid = _ramp(v - surface, c.edge) * c.lung(side, sel)
-            c.density[sel] += _c(w) * s * 0.7 * fluid
-    sel, (u, v), s = where("Atelectasis")
-    if sel.size:
-        side = f["side"][sel] * 2.0 - 1.0
-        b = 0.35 + 0.3 * f["Atelectasis.b"][sel]
-        cu, cv = _in_lung(c, sel, side, f["Atelectasis.a"][sel], b)
-        ang = f["Atelectasis.ang"][sel]
-        along = (u - _c(cu)) * _c(np.cos(ang)) + (v - _c(cv)) * _c(np.sin(ang))
-        across = -(u - _c(cu)) * _c(np.sin(ang)) + (v - _c(cv)) * _c(np.cos(ang))
-        band = _ramp(0.025 - np.abs(across), c.edge) * _ramp(0.2 - np.abs(along), 0.05)
-        c.density[sel] += s * 0.45 * band
-    for name, power, rad, dens in (("Mass", 2.0, "Mass.r", 0.55), ("Nodule", 2.0, "Nodule.r", 0.7),
-                                   ("Consolidation", 3.0, "Consolidation.r", 0.4)):
-        sel, (u, v), s = where(name)
         if sel.size:
-            side = f[name + ".side"][sel] * 2.0 - 1.0
-            cu, cv = _in_lung(c, sel, side, f[name + ".a"][sel], f[name + ".b"][sel])
-            r = f[rad][sel]
-            c.density[sel] += s * dens * _ellipse(u, v, cu, cv, r, r * 0.85, c.edge, power)
-            if name == "Nodule":   # a second nodule in the other lung for some patients
-                two = _c(f["Nodule.two"][sel])
-                cu2, cv2 = _in_lung(c, sel, -side, f["Nodule.b"][sel], f["Nodule.a"][sel])
-                c.density[sel] += two * s * dens * _ellipse(u, v, cu2, cv2, r, r, c.edge)
-    sel, (u, v), s = where("Pneumonia")
-    if sel.size:
-        side = f["side"][sel] * 2.0 - 1.0
-        b = 0.2 + 0.5 * np.abs(f["Pneumonia.b"][sel])
-        cu, cv = _in_lung(c, sel, side, f["Pneumonia.a"][sel], b)
-        mottle = 0.6 + 0.4 * _field(u, v, f["waves2"][sel] * 1.5)
-        c.density[sel] += s * 0.5 * _blob(u, v, cu, cv, f["Pneumonia.r"][sel]) * mottle
-    sel, (u, v), s = where("Infiltration")
-    if sel.size:
-        wl, wr = _side_weights(f["Infiltration.mode"][sel])
-        patches = _ramp(_field(u, v, f["waves2"][sel] * 0.35) - 0.2, 1.2)
-        lungs = _c(wl) * c.lung(-1, sel) + _c(wr) * c.lung(1, sel)
-        c.density[sel] += s * 0.1 * patches * lungs
-    sel, (u, v), s = where("Edema")
-    if sel.size:
-        haze = np.exp(-((np.abs(u) - 0.25) ** 2 / 0.09 + (v + 0.0) ** 2 / 0.16))
-        lungs = c.lung(-1, sel) + c.lung(1, sel)
-        kerley = (_ramp(np.cos(v * 60.0) - 0.8, 0.2) * _ramp(np.abs(u) - 0.5, 0.1)
-                  * _ramp(v - 0.1, 0.1))   # short horizontal septal lines at the lateral bases
-        c.density[sel] += s * (0.12 * haze + 0.15 * kerley) * lungs
-    sel, (u, v), s = where("Fibrosis")
-    if sel.size:
-        net = _lines(_field(u, v, f["waves2"][sel] * 2.4), 0.5)
-        outer = _ramp(np.abs(u) - 0.35, 0.2) + _ramp(v - 0.1, 0.2)
-        lungs = c.lung(-1, sel, shrink=0.05) + c.lung(1, sel, shrink=0.05)
-        c.density[sel] += s * 0.3 * net * np.clip(outer, 0, 1) * lungs
-    sel, (u, v), s = where("Pleural_Thickening")
-    if sel.size:
-        wl, wr = _side_weights(f["Pleural_Thickening.mode"][sel])
-        t = f["Pleural_Thickening.t"][sel]
-        rim = (_c(wl) * (c.lung(-1, sel) - c.lung(-1, sel, shrink=t))
-               + _c(wr) * (c.lung(1, sel) - c.lung(1, sel, shrink=t)))
-        c.density[sel] += s * 0.55 * np.clip(rim, 0, 1) * _ramp(np.abs(u) - 0.2, 0.1)
-    sel, (u, v), s = where("Hernia")
-    if sel.size:
-        cu, cv = 0.1 + 0.05 * f["Hernia.a"][sel], c.p["dome_l"][sel] - 0.1
-        r = f["Hernia.r"][sel]
-        sac = _ellipse(u, v, cu, cv, r, r * 0.8, c.edge)
-        air = sac * _ramp(_c(cv - 0.1 * r) - v, c.edge)     # gas above a flat fluid level
-        c.density[sel] += s * (0.4 * sac - 0.9 * air)
+            draw(c, sel, c.u[sel], c.v[sel], _c(f[name + ".s"][sel] * strength), f)
 
 
 def render(params: dict, finding_params: dict, labels: np.ndarray, size: int,

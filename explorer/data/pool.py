@@ -303,6 +303,12 @@ class PretrainData:
         return self.data.val
 
     @property
+    def n_train(self) -> int:
+        """Images to pre-train on, as planned (a pool's unreadable files, found only when its
+        cache is built, are not subtracted)."""
+        return self.pool.images if self.pool is not None else len(self.data.train)
+
+    @property
     def train(self) -> Split:
         if self._train is None:
             if self.pool is None:

@@ -19,7 +19,7 @@ from explorer.data.cache import SplitPlan, file_signature
 from explorer.data.config import DataConfig
 from explorer.data.findings import NO_FINDING
 from explorer.data.splits import cap
-from explorer.errors import DataError
+from explorer.errors import DataError, error_line
 
 
 def require_root(cfg: DataConfig) -> Path:
@@ -42,7 +42,7 @@ def read_csv(path: Path, **kw) -> pd.DataFrame:
     try:
         return pd.read_csv(path, **kw)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable CSV ({str(e).splitlines()[0]}): "
+        raise DataError(f"{path} is not a readable CSV ({error_line(e, limit=10**6)}): "
                         f"fix or replace the file") from None
 
 

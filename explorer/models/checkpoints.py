@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from explorer.errors import CheckpointError
+from explorer.errors import CheckpointError, error_line
 
 # Live weights first: EMA weights are a fallback, never silently preferred.
 WRAPPER_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema")
@@ -106,7 +106,7 @@ def _describe_load_error(e: Exception) -> str:
 
 def _first_line(e: Exception) -> str:
     """The first sentence of an exception message, short enough for a one-line error."""
-    line = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+    line = error_line(e, limit=10**6).split(". ")[0]
     return line if len(line) <= 160 else line[:157] + "..."
 
 

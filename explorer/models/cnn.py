@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from explorer.errors import SpecError
 from explorer.models.checkpoints import check_fitting_state, load_weights_file
-
-CNN_ARCHS = ("densenet121", "resnet50")
+from explorer.names import CNN_ARCHS
 
 # Older torchvision DenseNet files say "denselayer1.norm.1.weight" where timm has "norm1.weight".
 _OLD_DENSENET = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")
@@ -41,14 +40,13 @@ def create_cnn(arch: str, *, num_classes: int, weights: str | Path | None = None
     Raises:
         SpecError: unknown arch. CheckpointError: the file cannot be read or does not fit.
     """
-    from explorer.models.starts import create_cnn_from_start, is_named
+    from explorer.models.starts import is_named
 
     if arch not in CNN_ARCHS:
         raise SpecError(f"model.arch '{arch}' is not a CNN baseline; use one of "
                         f"{', '.join(CNN_ARCHS)}")
     if is_named(weights):
-        return create_cnn_from_start(arch, str(weights), num_classes=num_classes,
-                                     key="finetune.weights", drop_rate=drop_rate)
+        return _from_start(arch, str(weights), num_classes=num_classes, drop_rate=drop_rate)
     model = timm.create_model(arch, pretrained=False, num_classes=num_classes,
                               drop_rate=drop_rate)
     if weights is not None:
@@ -56,6 +54,19 @@ def create_cnn(arch: str, *, num_classes: int, weights: str | Path | None = None
                                   source=f"weights file {weights}", model=model)
         model.load_state_dict(state, strict=False)
     return model
+
+
+def _from_start(arch: str, name: str, *, num_classes: int, drop_rate: float) -> nn.Module:
+    """A named start (``imagenet``) through timm's pretrained loader, which replaces the
+    classifier for ``num_classes``. The file is checked against the architecture first, so a
+    file of another network fails in one line naming its first bad tensor."""
+    from explorer.models.starts import TIMM_TAGS, start_state
+
+    state, path = start_state(arch, name, "finetune.weights")
+    check_cnn_weights(arch, state, num_classes=num_classes, source=f"weights file {path}")
+    return timm.create_model(TIMM_TAGS.get((arch, name), arch), pretrained=True,
+                             num_classes=num_classes, drop_rate=drop_rate,
+                             pretrained_cfg_overlay=dict(state_dict=state))
 
 
 def check_cnn_weights(arch: str, state: dict[str, Tensor], *, num_classes: int, source: str,

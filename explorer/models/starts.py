@@ -144,22 +144,6 @@ def start_state(arch: str, name_or_path: str, key: str) -> tuple[dict[str, Tenso
     return load_weights_file(path), str(path)
 
 
-def create_cnn_from_start(arch: str, name: str, *, num_classes: int, key: str,
-                          drop_rate: float = 0.0) -> nn.Module:
-    """A timm CNN started from the named start through timm's pretrained loader (classifier
-    replaced for ``num_classes``). The file is checked against the architecture first, so a
-    file of another network fails in one line naming its first bad tensor."""
-    import timm
-
-    from explorer.models.cnn import check_cnn_weights
-
-    state, path = start_state(arch, name, key)
-    check_cnn_weights(arch, state, num_classes=num_classes, source=f"weights file {path}")
-    tag = TIMM_TAGS.get((arch, name), arch)
-    return timm.create_model(tag, pretrained=True, num_classes=num_classes, drop_rate=drop_rate,
-                             pretrained_cfg_overlay=dict(state_dict=state))
-
-
 def init_mae_encoder(mae: nn.Module, arch: str, name_or_path: str,
                      key: str = "pretrain.init_from") -> str:
     """Start an MAE's encoder (and its decoder, when the file holds one that fits) from a
@@ -189,18 +173,6 @@ def init_mae_encoder(mae: nn.Module, arch: str, name_or_path: str,
     return path
 
 
-def check_starts(recipe) -> None:
-    """``pretrain.init_from`` of a recipe that pre-trains fits its encoder (one line if not),
-    checked before anything is written rather than inside every trial."""
-    p = recipe.pretrain
-    if recipe.uses_moco_pretraining:
-        from explorer.models.cnn import create_cnn
-
-        create_cnn(recipe.model.arch, num_classes=0, weights=p.init_from)
-        return
-    from explorer.models.mae import create_mae
-
-    mae = create_mae(recipe.model.arch, img_size=recipe.data.image_size,
-                     patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
-                     decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads)
-    init_mae_encoder(mae, recipe.model.arch, p.init_from)
+def weights_of(arch: str, value: str, key: str) -> str:
+    """A weights path as given, or the file a named start resolves to."""
+    return str(resolve_start(arch, value, key)) if is_named(value) else value

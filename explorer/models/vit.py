@@ -21,16 +21,7 @@ from torch import Tensor
 
 from explorer.errors import CheckpointError, SpecError
 from explorer.models.checkpoints import load_fitting_state, load_weights_file, shape_str
-
-# arch -> (embed_dim, depth, num_heads). nano/micro are this project's small scales (tests, CPU);
-# tiny/small/base are the DeiT/timm sizes (the study uses ViT-S/16 and ViT-B/16).
-VIT_SIZES: dict[str, tuple[int, int, int]] = {
-    "vit_nano": (64, 2, 2),
-    "vit_micro": (128, 4, 4),
-    "vit_tiny": (192, 12, 3),
-    "vit_small": (384, 12, 6),
-    "vit_base": (768, 12, 12),
-}
+from explorer.names import VIT_SIZES  # arch -> (embed_dim, depth, num_heads): the one registry
 
 # Keys of an MAE checkpoint that belong to the pre-training decoder, never to the encoder.
 DECODER_PREFIXES = ("decoder_", "mask_token")

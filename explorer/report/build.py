@@ -10,6 +10,7 @@ from explorer.report.data import collect
 from explorer.report.figures import make_figures
 from explorer.report.html import render_page
 from explorer.results import TABLES, load_results, results_dir
+from explorer.storage import atomic_write_text
 
 
 def default_out_dir(meta: dict) -> Path:
@@ -48,9 +49,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
             target = out / name
             if not (target.exists() and target.resolve() == (src / name).resolve()):
                 shutil.copyfile(src / name, target)
-        tmp = out / ".index.html.tmp"
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out / "index.html")
+        atomic_write_text(out / "index.html", page)
     except OSError as e:
         raise UserError(f"{out}: cannot write the report ({e.strerror or e})") from e
     return (out / "index.html").absolute()

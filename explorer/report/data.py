@@ -61,6 +61,6 @@ def collect(results: Results, *, n_resamples: int | None = None, seed: int = 0) 
         curves=curves.get_curves_info(results),
         roc=curves.get_roc_info(results, v),
         mae=curves.get_mae_info(results, v, ranked),
-        repro=repro.get_repro_info(results),
+        repro=repro.get_repro_info(results, seed),
         study=study.get_study_table_info(results, ev, ranked),
     )

@@ -58,8 +58,12 @@ def _pretty(text) -> str:
         return str(text)
 
 
-def get_repro_info(results: Results) -> ReproInfo:
+def get_repro_info(results: Results, bootstrap_seed: int | None = None) -> ReproInfo:
+    """``bootstrap_seed``: the seed this report's bootstrap used, shown in place of the one the
+    search recorded (a report rebuilt with ``--seed`` uses another)."""
     meta = results.meta
+    if bootstrap_seed is not None and isinstance(meta.get("seeds"), dict):
+        meta = {**meta, "seeds": {**meta["seeds"], "bootstrap": bootstrap_seed}}
     facts = []
     for key, heading in KNOWN_KEYS:
         if key in meta and meta[key] is not None:

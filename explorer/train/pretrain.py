@@ -12,6 +12,7 @@ concurrent trials wait for ``encoder.pt`` to appear. Each user leaves its trial 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -21,17 +22,19 @@ from pathlib import Path
 
 import torch
 
-from explorer.config import Recipe
-from explorer.recipes import config_hash
+from explorer.spec.config import Recipe
+from explorer.spec.recipes import config_hash
 from explorer.storage import ENCODERS, Store, as_store, atomic_torch_save, atomic_write_bytes
+from explorer.train.cadence import Cadence, Writer, snapshot
 from explorer.train.common import (
+    StepPlan,
     autocast,
     build_optimizer,
     build_scheduler,
     finite_or_raise,
+    maybe_compile,
     plan_steps,
     setup_worker,
-    train_loader,
     train_one_epoch,
 )
 from explorer.train.session import Session, unwrap
@@ -55,11 +58,14 @@ class EncoderInfo:
 MAE_ONLY = ("mask_ratio", "decoder_dim", "decoder_depth", "decoder_heads", "norm_pix_loss")
 
 
-def pretrain_inputs(recipe: Recipe, data_fingerprint: str) -> dict:
-    """Everything that changes what pre-training produces (and nothing that does not).
+def pretrain_plan(recipe: Recipe, n_train: int, world_size: int) -> StepPlan:
+    return plan_steps(recipe.pretrain, world_size, n_train, what="pretrain")
 
-    A recipe without the newer options (pool, MoCo, init_from, pretrain.seed) hashes as before.
-    """
+
+def pretrain_inputs(recipe: Recipe, data_fingerprint: str, plan: StepPlan) -> dict:
+    """Everything that changes what pre-training produces (and nothing that does not),
+    including the effective batch and lr it actually trains with (``plan``): under
+    ``scale_lr`` they follow the number of workers."""
     from explorer.train.starts import init_signature
 
     p = recipe.pretrain
@@ -67,7 +73,10 @@ def pretrain_inputs(recipe: Recipe, data_fingerprint: str) -> dict:
     pre = p.model_dump(mode="json", exclude={"enabled", "from_checkpoint", "method", "data",
                                              "init_from", "seed", "moco"})
     out = {"pretrain": pre, "model": recipe.model.model_dump(mode="json", exclude={"global_pool"}),
-           "data": data, "data_fingerprint": data_fingerprint, "seed": recipe.pretrain_seed}
+           "data": data, "data_fingerprint": data_fingerprint, "seed": recipe.pretrain_seed,
+           "effective_batch": plan.effective_batch, "lr": plan.lr}
+    # A recipe without the newer options (pool, MoCo, init_from, pretrain.seed) hashes as
+    # before they existed.
     if p.method != "mae":
         pre = {k: v for k, v in pre.items() if k not in MAE_ONLY}
         out["pretrain"] = {**pre, "method": p.method, "moco": p.moco.model_dump(mode="json")}
@@ -79,24 +88,26 @@ def pretrain_inputs(recipe: Recipe, data_fingerprint: str) -> dict:
     return out
 
 
-def pretrain_key(recipe: Recipe, data_fingerprint: str) -> str:
-    return config_hash(pretrain_inputs(recipe, data_fingerprint), n=16)
+def pretrain_key(recipe: Recipe, data_fingerprint: str, plan: StepPlan) -> str:
+    return config_hash(pretrain_inputs(recipe, data_fingerprint, plan), n=16)
 
 
 def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
-                  on_epoch: Callable[[], None] | None = None) -> dict:
+                  on_save: Callable[[], None] | None = None) -> dict:
     """Train an MAE on ``data.train`` images; resume from ``workdir/partial.pt``.
 
-    Returns the final MAE state dict (released-checkpoint key layout). Rank 0 writes
-    ``partial.pt`` every epoch and ``losses.json`` (mean loss per epoch), then calls
-    ``on_epoch``.
+    Returns the final MAE state dict (released-checkpoint key layout). At the ``checkpoint``
+    cadence, rank 0 writes ``partial.pt`` and ``losses.json`` (mean loss per epoch) from a
+    background thread, then calls ``on_save`` there; the other ranks never wait for it.
     """
     from explorer.data import XrayDataset, build_transform
+    from explorer.data.transforms import device_batches, model_input
     from explorer.models import create_mae
+    from explorer.train.inputs import loader_plan, train_loader
 
     p = recipe.pretrain
-    device = setup_worker(recipe.model_copy(update={"seed": recipe.pretrain_seed}), session,
-                          seed_offset=1)
+    seed = recipe.pretrain_seed
+    device = setup_worker(recipe.model_copy(update={"seed": seed}), session, seed_offset=1)
     mae = create_mae(recipe.model.arch, img_size=recipe.data.image_size,
                      patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
                      decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads,
@@ -105,12 +116,13 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
         from explorer.models.starts import init_mae_encoder
 
         init_mae_encoder(mae, recipe.model.arch, p.init_from)
-    model = session.prepare_model(mae)
+    model = maybe_compile(session.prepare_model(mae), recipe.resources)
+    plan = pretrain_plan(recipe, len(data.train), session.world_size)
+    lp = loader_plan(recipe, plan.per_step_batch, device.type == "cuda")
     tf = build_transform(recipe.data, train=True, crop_scale=tuple(p.crop_scale), hflip=p.hflip,
                          interpolation=p.interpolation)
-    loader = train_loader(XrayDataset(data.train, tf), p.batch_size, session,
-                          recipe.data.loader_workers, seed=recipe.pretrain_seed)
-    plan = plan_steps(p, session.world_size, len(data.train))
+    loader = train_loader(XrayDataset(data.train, tf), plan, session, lp, seed)
+    batches = device_batches(loader, recipe.data, device)
     optimizer = build_optimizer(unwrap(model), p, plan.lr)
     scheduler = build_scheduler(optimizer, plan, p)
 
@@ -122,28 +134,42 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["epoch"]), list(state["losses"])
 
+    def step(imgs, _targets):
+        with autocast(device, recipe.resources):
+            return model(model_input(imgs), mask_ratio=p.mask_ratio)[0]
+
+    def save(state: dict) -> None:
+        atomic_torch_save(state, partial)
+        atomic_write_bytes(workdir / "losses.json", json.dumps(state["losses"]).encode())
+        if on_save is not None:
+            on_save()
+
+    cadence, writer = Cadence(recipe.checkpoint, start), Writer() if session.is_main else None
     updates = start * plan.updates_per_epoch
     scheduler.step_update(updates)
-    for epoch in range(start, p.epochs):
-        t0 = time.perf_counter()
-
-        def step(imgs, _targets):
-            with autocast(device, recipe.resources):
-                return model(imgs.to(device, non_blocking=True), mask_ratio=p.mask_ratio)[0]
-
-        loss, updates = train_one_epoch(model, loader, optimizer, scheduler, plan, epoch,
-                                        recipe.pretrain_seed, updates, step)
-        mean_loss = finite_or_raise(session.all_mean(loss), "MAE loss")
-        losses.append({"epoch": epoch + 1, "loss": mean_loss,
-                       "time_s": time.perf_counter() - t0})
-        if session.is_main:
-            atomic_torch_save({"model": unwrap(model).state_dict(),
-                               "optimizer": optimizer.state_dict(),
-                               "epoch": epoch + 1, "losses": losses}, partial)
+    try:
+        for epoch in range(start, p.epochs):
+            t0 = time.perf_counter()
+            loss, updates, waited = train_one_epoch(model, batches, optimizer, scheduler, plan,
+                                                    epoch, seed, updates, step)
+            mean_loss = finite_or_raise(session.all_mean(loss), "MAE loss")
+            losses.append({"epoch": epoch + 1, "loss": mean_loss,
+                           "time_s": time.perf_counter() - t0, "data_wait_s": waited,
+                           "images": plan.batches_per_epoch * plan.per_step_batch
+                           * plan.world_size, "end": time.time()})
+            # the last epoch's state is the encoder itself (written by ensure_encoder)
+            if writer is not None and epoch + 1 < p.epochs and cadence.due(epoch + 1):
+                cadence.mark(epoch + 1)
+                writer.submit(functools.partial(save, {
+                    "model": snapshot(unwrap(model).state_dict()),
+                    "optimizer": snapshot(optimizer.state_dict()),
+                    "epoch": epoch + 1, "losses": list(losses), "plan": plan.record()}))
+        if writer is not None:
+            writer.flush()
             atomic_write_bytes(workdir / "losses.json", json.dumps(losses).encode())
-            if on_epoch is not None:
-                on_epoch()
-        session.barrier()
+    finally:
+        if writer is not None:
+            writer.close()
     return unwrap(model).state_dict()
 
 
@@ -154,6 +180,7 @@ def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
     from PIL import Image
 
     from explorer.data import XrayDataset, build_transform
+    from explorer.data.transforms import model_input, normalise
     from explorer.models import create_mae, reconstruction_panels
 
     p = recipe.pretrain
@@ -165,7 +192,7 @@ def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
     split = data.val if len(data.val) else data.train
     ds = XrayDataset(split, build_transform(recipe.data, train=False))
     idx = np.linspace(0, len(ds) - 1, num=min(N_RECONSTRUCTIONS, len(ds))).astype(int)
-    imgs = torch.stack([ds[int(i)][0] for i in idx])
+    imgs = model_input(normalise(torch.stack([ds[int(i)][0] for i in idx]), recipe.data))
     panels = reconstruction_panels(mae, imgs, mask_ratio=p.mask_ratio, mean=recipe.data.mean,
                                    std=recipe.data.std, seed=recipe.seed)
     rows = []
@@ -187,21 +214,14 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
     from explorer.train.starts import describe_start
 
     p = recipe.pretrain
-    if p.from_checkpoint:
-        from explorer.models.starts import is_named, resolve_start
-
-        path = resolve_start(recipe.model.arch, p.from_checkpoint, "pretrain.from_checkpoint") \
-            if is_named(p.from_checkpoint) else Path(p.from_checkpoint).expanduser()
-        name = p.from_checkpoint if is_named(p.from_checkpoint) else path.name
-        return EncoderInfo(key=f"file:{name}", path=str(path), role="imported",
-                           start=describe_start(recipe))
-    if not recipe.pretrains:
-        return EncoderInfo(key=None, path=None, role="none", start=describe_start(recipe))
-
-    store = as_store(storage)
+    if p.from_checkpoint or not recipe.pretrains:
+        return _no_pretraining(recipe)
     source = PretrainData.of(recipe.data, p.data, data)
     start = describe_start(recipe, source.notes())
-    key = pretrain_key(recipe, source.fingerprint)
+    data = source   # from here on, "data" is what the encoder pre-trains on
+    store = as_store(storage)
+    plan = pretrain_plan(recipe, data.n_train, session.world_size)   # no pixels opened yet
+    key = pretrain_key(recipe, data.fingerprint, plan)
     rel = f"{ENCODERS}/{key}"
     enc_dir = store.path(rel)
     final = enc_dir / "encoder.pt"
@@ -225,24 +245,15 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
         t0 = time.perf_counter()
         if session.is_main:   # what the encoder sees, image by image (the leakage test reads it)
             _write_pool_record(enc_dir, source)
-        if recipe.uses_moco_pretraining:
-            from explorer.train.moco import moco_loop
-
-            loop = moco_loop
-        else:
-            loop = pretrain_loop
-        state = loop(recipe, source, session, enc_dir,
-                     on_epoch=lambda: store.push(rel, exact=False))
+        state = _loop(recipe)(recipe, data, session, enc_dir,
+                              on_save=lambda: store.push(rel, exact=False))
         if session.is_main:
-            if recipe.uses_mae_pretraining:
-                atomic_write_bytes(enc_dir / "reconstructions.parquet",
-                                   _reconstructions(recipe, state, source))
             meta = {"key": key, "trained_by": session.trial_id,
                     "wall_time_s": time.perf_counter() - t0, "method": p.method,
-                    "start": start, "inputs": pretrain_inputs(recipe, source.fingerprint)}
-            atomic_write_bytes(enc_dir / "meta.json", json.dumps(meta, indent=2).encode())
-            atomic_torch_save({"model": state, "epoch": p.epochs,
-                               "config": json.dumps(meta["inputs"])}, final)
+                    "start": start,
+                    "inputs": pretrain_inputs(recipe, data.fingerprint, plan),
+                    "plan": plan.record()}
+            _write_encoder(recipe, state, data, enc_dir, meta)
             store.push(rel, exact=False, last=("encoder.pt",))  # last: marks it complete
             store.delete(f"{rel}/partial.pt")
         session.barrier()
@@ -250,6 +261,39 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
         if session.is_main:
             lock.release()
     return EncoderInfo(key=key, path=str(final), role="trained", start=start)
+
+
+def _write_encoder(recipe: Recipe, state: dict, data, enc_dir: Path, meta: dict) -> None:
+    """Reconstructions (MAE), ``meta.json`` and, last, ``encoder.pt``."""
+    if recipe.uses_mae_pretraining:
+        atomic_write_bytes(enc_dir / "reconstructions.parquet",
+                           _reconstructions(recipe, state, data))
+    atomic_write_bytes(enc_dir / "meta.json", json.dumps(meta, indent=2).encode())
+    atomic_torch_save({"model": state, "epoch": recipe.pretrain.epochs,
+                       "config": json.dumps(meta["inputs"])}, enc_dir / "encoder.pt")
+
+
+def _no_pretraining(recipe: Recipe) -> EncoderInfo:
+    """An imported encoder (a file or a named start), or none (a CNN from random weights, a
+    file or ImageNet)."""
+    from explorer.models.starts import is_named, resolve_start
+    from explorer.train.starts import describe_start
+
+    ckpt = recipe.pretrain.from_checkpoint
+    if not ckpt:
+        return EncoderInfo(key=None, path=None, role="none", start=describe_start(recipe))
+    path = resolve_start(recipe.model.arch, ckpt, "pretrain.from_checkpoint") \
+        if is_named(ckpt) else Path(ckpt).expanduser()
+    return EncoderInfo(key=f"file:{ckpt if is_named(ckpt) else path.name}", path=str(path),
+                       role="imported", start=describe_start(recipe))
+
+
+def _loop(recipe: Recipe) -> Callable:
+    if recipe.uses_moco_pretraining:
+        from explorer.train.moco import moco_loop
+
+        return moco_loop
+    return pretrain_loop
 
 
 def _write_pool_record(enc_dir: Path, source) -> None:

@@ -8,10 +8,12 @@ The same pre-training and fine-tuning loops run in three places, and only this o
 - ``TuneSession``: directly inside a Tune trial (one in-process worker, no Train start-up cost).
 - ``LocalSession``: no Ray at all (benchmarks, unit tests, a quick run in a notebook).
 
-Sessions carry metrics only. The fine-tuning loop's resume state is its own file in the trial's
-record (``resume.pt``, see ``explorer.train.finetune``), not a Ray checkpoint: Tune's experiment
-snapshot can lag the deletion of an older checkpoint (``num_to_keep``), and a driver killed in
-that window left a trial that Tune could never restore.
+Sessions carry metrics and collectives only, never checkpoints. The resume states are files the
+loops write themselves at the recipe's ``checkpoint`` cadence: ``resume.pt`` in the trial's
+record (``explorer.train.resume``) and ``partial.pt`` beside a shared encoder
+(``explorer.train.pretrain``). Ray checkpoints are not used: Tune's experiment snapshot can lag
+the deletion of an older checkpoint (``num_to_keep``), and a driver killed in that window left a
+trial that Tune could never restore.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class LocalSession(Session):
 
 
 class TuneSession(Session):
-    """Inside a Tune function trainable: ``ray.tune.report`` with ``ray.tune.Checkpoint``."""
+    """Inside a Tune function trainable: ``ray.tune.report`` (metrics only)."""
 
     def __init__(self, trial_id: str):
         self.trial_id = trial_id
@@ -113,5 +115,7 @@ class TrainSession(Session):
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module inside a DDP wrapper (used for evaluation on rank 0 without collectives)."""
+    """The plain module inside torch.compile's and DDP's wrappers (its state dict has the plain
+    keys; evaluating it needs no collectives)."""
+    model = getattr(model, "_orig_mod", model)
     return model.module if hasattr(model, "module") else model

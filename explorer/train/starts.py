@@ -18,11 +18,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from explorer.config import Recipe
+from explorer.spec.config import Recipe
 
 METHOD_TEXT = {"random": "random init", "imagenet": "ImageNet supervised", "mocov2": "MoCo v2",
                "mae": "MAE", "continued_mae": "continued MAE", "weights_file": "weights file",
                "imported": "imported encoder"}
+
+
+def check_starts(recipe: Recipe) -> None:
+    """``pretrain.init_from`` of a recipe that pre-trains fits its encoder (one line if not),
+    checked before anything is written rather than inside every trial."""
+    p = recipe.pretrain
+    if recipe.uses_moco_pretraining:
+        from explorer.models.cnn import create_cnn
+
+        create_cnn(recipe.model.arch, num_classes=0, weights=p.init_from)
+        return
+    from explorer.models.mae import create_mae
+    from explorer.models.starts import init_mae_encoder
+
+    mae = create_mae(recipe.model.arch, img_size=recipe.data.image_size,
+                     patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
+                     decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads)
+    init_mae_encoder(mae, recipe.model.arch, p.init_from)
 
 
 def init_signature(arch: str, name_or_path: str) -> dict:

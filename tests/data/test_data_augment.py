@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from timm.data.auto_augment import RandAugment
 
-from explorer.config import FinetuneConfig
 from explorer.data import DataConfig, build_transform
 from explorer.data.images import to_grey
+from explorer.spec.config import FinetuneConfig
 
 # The schema allows magnitudes 0..30 and any mstd >= 0 (> 100: timm samples uniformly);
 # the search spaces offer 3, 6, 9, 12 with the study's mstd 0.5. timm clips draws to [0, 10].
@@ -73,4 +73,4 @@ def test_the_whole_pipeline_survives_the_searched_extremes(nih_mini):
                              rand_augment=FinetuneConfig(randaug_magnitude=m,
                                                          randaug_mstd=mstd).rand_augment)
         for i in range(60):
-            assert tf(images[i % len(images)]).shape == (3, 32, 32)
+            assert tf(images[i % len(images)]).shape == (1, 32, 32)  # uint8 grey

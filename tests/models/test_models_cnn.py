@@ -7,6 +7,7 @@ from safetensors.torch import save_file
 
 from explorer.errors import CheckpointError, SpecError
 from explorer.models import create_cnn
+from explorer.names import CNN_ARCHS
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def imagenet_densenet():
     return timm.create_model("densenet121", pretrained=False).state_dict()
 
 
-@pytest.mark.parametrize("arch", ["densenet121", "resnet50"])
+@pytest.mark.parametrize("arch", CNN_ARCHS)
 def test_forward_backward_and_channels_last(arch):
     torch.manual_seed(0)
     model = create_cnn(arch, num_classes=14, drop_rate=0.1).eval()

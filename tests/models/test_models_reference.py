@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explorer.config import FinetuneConfig
 from explorer.models import create_mae, create_vit_classifier
 from explorer.models.mae import visible_patches
+from explorer.spec.config import FinetuneConfig
 from explorer.train.common import StepPlan, build_optimizer, build_scheduler
 
 # --- masking -------------------------------------------------------------------------------
@@ -92,7 +92,8 @@ def test_layer_decay_groups_equal_param_groups_lrd(pool):
     model = create_vit_classifier("vit_nano", img_size=16, patch_size=4, num_classes=3,
                                   global_pool=pool)
     opt_cfg = FinetuneConfig(weight_decay=WD)
-    plan = StepPlan(accum_steps=1, effective_batch=8, lr=0.004, batches_per_epoch=1,
+    plan = StepPlan(world_size=1, per_step_batch=8, accum_steps=1, effective_batch=8, lr=0.004,
+                    batches_per_epoch=1,
                     updates_per_epoch=1, total_updates=10, warmup_updates=0)
     optimizer = build_optimizer(model, opt_cfg, plan.lr, layer_decay=0.5)
     name_of = {id(p): n for n, p in model.named_parameters()}

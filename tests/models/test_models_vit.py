@@ -19,10 +19,10 @@ def _classifier(arch="vit_nano", img=64, patch=8, **kw):
     return create_vit_classifier(arch, img_size=img, patch_size=patch, num_classes=14, **kw)
 
 
-def test_sizes_cover_the_config_archs():
-    from explorer.config import VIT_ARCHS
+def test_sizes_are_the_registrys_vits():
+    from explorer.names import ARCHS
 
-    assert set(VIT_SIZES) == set(VIT_ARCHS)
+    assert set(VIT_SIZES) == {a.name for a in ARCHS.values() if a.family == "vit"}
     assert VIT_SIZES["vit_small"] == (384, 12, 6) and VIT_SIZES["vit_base"] == (768, 12, 12)
     with pytest.raises(SpecError, match="vit_giant"):
         _classifier("vit_giant")

@@ -1,0 +1,144 @@
+"""``python -m explorer.search SPEC``: run (or resume) a recipe search and write its report.
+
+Stages, each resumable: the search (Ray Tune + Optuna TPE + ASHA), the baselines (cached across
+searches), the one-time test scoring of the finalists, the results store, the HTML report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from explorer.errors import UserError
+
+EPILOG = """examples:
+  python -m explorer.search search_spaces/mask_ratio.yaml
+  python -m explorer.search search_spaces/mask_ratio.yaml --resume
+  python -m explorer.search search_spaces/mask_ratio.yaml --set scale=smoke
+  python -m explorer.search search_spaces/mask_ratio.yaml --set data.source=chestxray14 \\
+      --set data.root=../shared/data/chestxray14-mini
+  python -m explorer.search search_spaces/layer_decay.yaml --address auto --storage /nfs/explorer
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other mistake
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m explorer.search", epilog=EPILOG,
+                                description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="search spec YAML, e.g. search_spaces/mask_ratio.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any spec field (repeatable), e.g. scale=smoke, data.root=PATH")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted search (finished trials are kept)")
+    p.add_argument("--extend", type=int, default=None, metavar="N",
+                   help="add N trials to a finished search; the sampler learns from the old ones")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-run only the trials that errored")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved recipe, the search and its rough cost; run nothing")
+    p.add_argument("--storage", default=os.environ.get("CXR_EXPLORER_STORAGE", "runs"),
+                   help="experiment storage: a local folder, a shared mount or s3://bucket/prefix "
+                        "(default: runs/)")
+    p.add_argument("--name", help="experiment name (default: the spec's name)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join ('auto' or host:port; default: RAY_ADDRESS, "
+                        "else a private local Ray)")
+    p.add_argument("--reports", default="reports", help="where reports are written")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
+    return p
+
+
+class _StdoutHandler(logging.Handler):
+    """explorer's warnings (e.g. labelled images without a file) are progress, not errors: they
+    go to stdout, so stderr holds nothing but the one error line. sys.stdout is looked up per
+    record (it may be replaced, e.g. by pytest's capture)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stdout, flush=True)
+
+
+def _log_to_stdout() -> None:
+    log = logging.getLogger("explorer")
+    if not any(isinstance(h, _StdoutHandler) for h in log.handlers):
+        log.addHandler(_StdoutHandler())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _log_to_stdout()
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def _check_name(name: str | None) -> None:
+    if name is not None and not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UserError(f"--name {name!r}: use letters, digits, '-', '_' and '.' only")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every check that needs no Ray, then Ray, then the stages (``explorer.search.pipeline``)."""
+    from explorer.search import cluster
+    from explorer.search.context import RunContext, RunInputs
+    from explorer.search.dryrun import dry_run_text
+    from explorer.search.experiment import Experiment
+    from explorer.spec import load_spec
+    from explorer.storage import open_store
+
+    if args.extend is not None and args.extend < 1:
+        raise UserError(f"--extend {args.extend}: must be a positive number of trials")
+    loaded = load_spec(args.spec, args.set)
+    _check_name(args.name)
+    name = args.name or loaded.spec.name
+    if args.dry_run:
+        print(dry_run_text(loaded, name))
+        return 0
+    store = open_store(args.storage)
+    store.pull(name)  # a remote storage: this machine's mirror of the experiment, if any
+    exp = Experiment(store, name)
+    extend = args.extend or 0
+    if exp.exists():
+        if not (args.resume or extend or args.retry_failed):
+            exp.refuse_overwrite()
+        exp.check_same_spec(loaded)
+    elif extend or args.retry_failed:
+        raise UserError(f"{exp.where}: no experiment to extend or retry; run it first without "
+                        "--extend/--retry-failed")
+    elif args.resume:
+        print(f"nothing to resume at {exp.where}: starting the search", flush=True)
+
+    from explorer.search.pipeline import Pipeline, prepare
+
+    inputs = RunInputs(loaded)
+    data = prepare(inputs)  # bad data or weights fail here, before anything is written
+    with cluster.ray_settings(args.verbose):
+        ray_cluster = cluster.connect(args.address, args.verbose)
+        cluster.check_fit(inputs.base, ray_cluster)  # so do resources that can never fit
+        cluster.check_shared_storage(store, ray_cluster)
+        from explorer.data.prepare import prepare_nodes
+
+        prepare_nodes(inputs.base.data, ray_cluster.nodes)  # each node's cache, before trials
+        if not exp.exists():
+            exp.create(loaded)
+        pipeline = Pipeline(RunContext(inputs, exp, data, ray_cluster, args.verbose),
+                            reports=Path(args.reports))
+        t0 = time.time()
+        status = pipeline.run(extend=extend, retry_failed=args.retry_failed)
+    if status == 0:
+        print(f"done in {time.time() - t0:.0f} s: report at {pipeline.report_path}", flush=True)
+    return status
+

@@ -23,7 +23,7 @@ from explorer.models import create_vit_classifier
 from explorer.search.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]  # per test, fixtures included
 
 
 @pytest.fixture(scope="module")

@@ -676,3 +676,10 @@ def test_imagenet_weights_offline_without_a_file(tmp_path, capsys, monkeypatch):
 def test_moco_on_a_vit_recipe(tmp_path, capsys):
     refused(tmp_path, capsys, "--set", "pretrain.method=mocov2",
             names=("MoCo v2 pre-training is for CNN recipes",))
+
+
+def test_finetune_weights_on_a_moco_baseline(tmp_path, capsys):
+    refused(tmp_path, capsys, "--set", "baselines=[{recipe: densenet121_mocov2, overrides: "
+                                       "{finetune: {weights: imagenet}}}]",
+            names=("densenet121_mocov2", "would replace the MoCo v2 encoder",
+                   "pretrain.init_from"))

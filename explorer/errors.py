@@ -33,3 +33,23 @@ def error_line(exc: BaseException | str, *, last: bool = False, limit: int = 300
     if not lines:
         return type(exc).__name__ if isinstance(exc, BaseException) else ""
     return (lines[-1] if last else lines[0])[:limit]
+
+
+#: The longest error line a CLI prints: a message quoting a huge value (a YAML bomb, a path of
+#: thousands of characters) must not flood the terminal or the CI log.
+MAX_LINE = 500
+
+
+def cli_line(message: object, limit: int = MAX_LINE) -> str:
+    """``message`` as the one line a CLI prints after ``error: ``.
+
+    Line breaks and other control characters (from a value the user typed, or a library's
+    multi-line message) are shown escaped, so the output stays one line. Over ``limit``
+    characters the middle is cut: the start names what is at fault, the end says what to do.
+    """
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+    if len(text) <= limit:
+        return text
+    cut = " [...] "
+    tail = limit // 3
+    return text[: limit - tail - len(cut)] + cut + text[-tail:]

@@ -131,7 +131,9 @@ def test_the_run_facts_import_without_torch():
 LAYERS = (("explorer", "explorer.names", "explorer.errors", "explorer.schema"),
           ("explorer.data", "explorer.models", "explorer.metrics"),
           ("explorer.spec",), ("explorer.storage",), ("explorer.train",), ("explorer.results",),
-          ("explorer.report",), ("explorer.search", "explorer.tuning", "explorer.progress"))
+          ("explorer.report",), ("explorer.tracking",),
+          ("explorer.search", "explorer.tuning", "explorer.progress"),
+          ("explorer.export", "explorer.predict", "explorer.model_card"))
 
 
 def _layer(module: str) -> int:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ except ImportError:   # pragma: no cover - not POSIX: concurrent builders rely o
 from explorer.data.bundle import Split
 from explorer.data.images import BadImage, decode_grey, read_size, stored_size
 from explorer.data.packed import PackedImages
+from explorer.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,9 @@ def file_signature(path: str, rel: str) -> tuple[str, int, int]:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("CXR_EXPLORER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "cxr-explorer"
+    from explorer.settings import cache_dir
+
+    return cache_dir()
 
 
 @contextlib.contextmanager
@@ -159,6 +162,17 @@ def _plan_shapes(plan: SplitPlan, size: int, training: bool, workers: int
     return shapes, bad
 
 
+def _require_space(folder: Path, needed: int, split: str) -> None:
+    """Refuse an entry the disk cannot hold before writing any of it: huge image counts or
+    sizes otherwise fill the disk and fail half-way (a sparse memmap does not reserve it)."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DataError(f"the image cache at {folder} needs {needed / 1e9:.1f} GB for the "
+                        f"{split} split but {free / 1e9:.1f} GB are free: free some space, point "
+                        f"CXR_EXPLORER_CACHE at a larger disk, or lower data.cache_size or "
+                        f"data.images")
+
+
 def _build(plan: SplitPlan, size: int, training: bool, stem: Path, root: str) -> None:
     n = len(plan.labels)
     workers = min(8, os.cpu_count() or 1)
@@ -167,6 +181,7 @@ def _build(plan: SplitPlan, size: int, training: bool, stem: Path, root: str) ->
     offsets = (np.cumsum(counts) - counts).astype(np.int64)
     total = int(counts.sum())
     images_path = Path(str(stem) + ".images.npy")
+    _require_space(images_path.parent, total, plan.name)
     if total == 0:
         _save_npy(images_path, np.zeros(0, np.uint8))
     else:

@@ -23,6 +23,8 @@ from explorer.data.splits import cap
 from explorer.data.tabular import require_root
 from explorer.errors import DataError
 
+#: Largest image side accepted (MedMNIST+ goes up to 224).
+MAX_SIDE = 1024
 KEYS = tuple(f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels"))
 _NAME = re.compile(r"chestmnist(?:_(\d+))?\.npz$", re.IGNORECASE)
 
@@ -71,16 +73,50 @@ def _read(z, key: str, path: Path) -> np.ndarray:
                         f"download the file again") from None
 
 
+def _header(z, key: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an array of the .npz from its header, without reading the data (the
+    224-px train images are ~4 GB)."""
+    try:
+        with z.zip.open(f"{key}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise DataError(f"{path}: array '{key}' cannot be read ({type(e).__name__}: {e}): "
+                        f"download the file again") from None
+    return tuple(shape), np.dtype(dtype)
+
+
+def _check_arrays(z, path: Path) -> None:
+    """Shapes that agree: as many labels as images, square uint8 images of a sane size."""
+    for split in ("train", "val", "test"):
+        (images, itype), (labels, _) = (_header(z, f"{split}_{k}", path)
+                                        for k in ("images", "labels"))
+        grey = images[:3] if len(images) == 4 and images[-1] in (1, 3) else images
+        if len(grey) != 3 or itype != np.uint8 or grey[1] != grey[2] or grey[1] > MAX_SIDE:
+            raise DataError(f"{path}: {split}_images is {itype} {list(images)}, expected uint8 "
+                            f"[N, H, H] with H up to {MAX_SIDE}: is it the chestmnist file?")
+        if len(labels) != 2 or labels[1] != len(FINDINGS):
+            raise DataError(f"{path}: {split}_labels has shape {list(labels)}, expected "
+                            f"[N, {len(FINDINGS)}]: is it the chestmnist file?")
+        if labels[0] != images[0]:
+            raise DataError(f"{path}: {split}_images holds {images[0]} images but "
+                            f"{split}_labels {labels[0]} rows: the file is damaged, download it "
+                            "again")
+
+
 def plan_chestmnist(cfg: DataConfig) -> tuple[tuple[str, ...], dict[str, SplitPlan], dict]:
     path = find_npz(cfg)
     sig = file_signature(str(path), path.name)
     plans = {}
     with _open(path) as z:
+        _check_arrays(z, path)
         for split in ("train", "val", "test"):
             labels = _read(z, f"{split}_labels", path)
-            if labels.ndim != 2 or labels.shape[1] != len(FINDINGS):
-                raise DataError(f"{path}: {split}_labels has shape {labels.shape}, expected "
-                                f"[N, {len(FINDINGS)}]: is it the chestmnist file?")
+            if not np.isin(labels, (0, 1)).all():
+                raise DataError(f"{path}: {split}_labels holds values other than 0 and 1: is "
+                                "it the chestmnist file?")
             ids = np.array([f"{split}-{i:06d}" for i in range(len(labels))])
             keep = np.flatnonzero(cap(ids, getattr(cfg.images, split), cfg.split_seed,
                                       f"chestmnist/cap/{split}"))

@@ -18,6 +18,7 @@ import pandas as pd
 from explorer.data.cache import SplitPlan
 from explorer.data.config import DataConfig
 from explorer.data.findings import FINDINGS
+from explorer.data.rows import require_filled, require_unique_header
 from explorer.data.splits import carve
 from explorer.data.tabular import (
     index_files,
@@ -38,7 +39,7 @@ def find_label_csv(root: Path) -> Path:
     for name in CSV_NAMES:
         if (root / name).is_file():
             return root / name
-    others = sorted(root.glob("Data_Entry_2017*.csv"))
+    others = sorted(p for p in root.glob("Data_Entry_2017*.csv") if p.is_file())
     if others:
         return others[0]
     raise DataError(f"no label file {' or '.join(CSV_NAMES)} in {root}: download it from the "
@@ -56,17 +57,40 @@ def _read_list(path: Path) -> list[str]:
             if s.strip()]
 
 
+def _check_entries(df: pd.DataFrame, listed: set[str], path: Path) -> None:
+    """Rows of listed images have a patient, and an image's repeated rows agree (the first one
+    would be used, silently)."""
+    rows = df[df["Image Index"].isin(listed)]
+    require_filled(rows, ["Patient ID"], path, "the patient ids")
+    repeated = rows[rows.duplicated("Image Index", keep=False)]
+    differ = repeated.groupby("Image Index")[["Patient ID", "Finding Labels"]].nunique()
+    bad = differ[(differ > 1).any(axis=1)]
+    if len(bad):
+        name = bad.index[0]
+        lines = [int(i) + 2 for i in repeated.index[repeated["Image Index"] == name]]
+        raise DataError(f"{path}: image {name} has rows that disagree (lines "
+                        f"{', '.join(map(str, lines[:3]))}: different patient or labels): keep "
+                        "one row per image")
+
+
 def plan_chestxray14(cfg: DataConfig) -> tuple[tuple[str, ...], dict[str, SplitPlan], dict]:
     root = require_root(cfg)
     csv_path = find_label_csv(root)
     train_val = _read_list(root / "train_val_list.txt")
     test = _read_list(root / "test_list.txt")
+    tv_set, test_set = set(train_val), set(test)   # set lookups: pandas' isin is slow on strings
+    both = sorted(tv_set & test_set)
+    if both:
+        raise DataError(f"{root}: {len(both)} image(s) are in both train_val_list.txt and "
+                        f"test_list.txt (e.g. {both[0]}), so test images would leak into "
+                        "training: list each image in one of them")
     df = read_csv(csv_path, usecols=lambda c: c in COLUMNS, dtype=str)
     require_columns(df, COLUMNS, csv_path, "is this NIH's Data_Entry_2017 file?")
+    require_unique_header(csv_path, list(COLUMNS))
+    _check_entries(df, tv_set | test_set, csv_path)
     df = df.drop_duplicates("Image Index").set_index("Image Index")
 
     names = df.index.to_numpy(dtype=object)
-    tv_set, test_set = set(train_val), set(test)   # set lookups: pandas' isin is slow on strings
     split = np.array(["train" if n in tv_set else "test" if n in test_set else "" for n in names],
                      dtype=object)
     listed = split != ""

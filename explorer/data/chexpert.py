@@ -19,6 +19,7 @@ import pandas as pd
 from explorer.data.cache import SplitPlan
 from explorer.data.config import DataConfig
 from explorer.data.findings import CHEXPERT_FINDINGS
+from explorer.data.rows import require_filled, require_inside, require_unique_header
 from explorer.data.splits import carve
 from explorer.data.tabular import plan_splits, read_csv, require_columns, require_root
 from explorer.errors import DataError
@@ -69,6 +70,8 @@ def _read(data_dir: Path, name: str, cfg: DataConfig) -> tuple[pd.DataFrame, np.
     df = read_csv(path)
     needed = ["Path", *CHEXPERT_FINDINGS] + (["Frontal/Lateral"] if cfg.frontal_only else [])
     require_columns(df, needed, path, "is this a CheXpert train.csv / valid.csv?")
+    require_unique_header(path, needed)
+    require_filled(df, ["Path"], path, "the image paths")
     if cfg.frontal_only:
         df = df[df["Frontal/Lateral"].astype(str).str.lower() == "frontal"]
     df = df.reset_index(drop=True)
@@ -81,6 +84,8 @@ def plan_chexpert(cfg: DataConfig) -> tuple[tuple[str, ...], dict[str, SplitPlan
     for name, split in (("train.csv", "train"), ("valid.csv", "test")):
         df, lab = _read(data_dir, name, cfg)
         files = [resolve(data_dir, p) for p in df["Path"].astype(str)]
+        require_inside(data_dir, files, df["Path"].astype(str).tolist(), data_dir / name,
+                       cfg.allow_outside_root)
         frames.append(pd.DataFrame({
             "image_id": ["/".join(PurePosixPath(str(p)).parts[-4:]) for p in df["Path"]],
             # .../<split>/<patient>/<study>/<view>.jpg: the patient is the third part from the end

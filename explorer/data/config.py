@@ -52,9 +52,13 @@ class DataConfig(_Strict):
     mean: float = 0.5056
     std: float = Field(default=0.252, gt=0)
     loader_workers: int | None = Field(
-        default=None, ge=0,
+        default=None, ge=0, le=256,
         description="data-loading processes per training worker (null: chosen from "
         "resources, see explorer.train.inputs)")
+    allow_outside_root: bool = Field(
+        default=False, description="csv and chexpert: accept label-file paths that lead outside "
+        "root (absolute, or through ..); off, such a path is refused as a likely mistake",
+    )
     max_bad_fraction: float = Field(
         default=0.05, ge=0, le=1,
         description="unreadable image files are skipped and listed; above this share the run stops",
@@ -62,7 +66,8 @@ class DataConfig(_Strict):
 
     # --- phantom ---
     phantom_strength: float = Field(
-        default=1.0, gt=0, description="phantom only: contrast of the finding traces (1 = default)"
+        default=1.0, gt=0, le=100,
+        description="phantom only: contrast of the finding traces (1 = default)"
     )
     # --- chexpert ---
     uncertainty: dict[str, Uncertainty] = Field(

@@ -20,6 +20,12 @@ import pandas as pd
 from explorer.data.cache import SplitPlan
 from explorer.data.config import DataConfig
 from explorer.data.findings import FINDINGS
+from explorer.data.rows import (
+    require_distinct,
+    require_filled,
+    require_inside,
+    require_unique_header,
+)
 from explorer.data.splits import carve
 from explorer.data.tabular import (
     parse_label_sets,
@@ -39,9 +45,11 @@ def find_csv(root: Path, cfg: DataConfig) -> Path:
         path = Path(cfg.csv_file).expanduser()
         path = path if path.is_absolute() else root / path
         if not path.is_file():
-            raise DataError(f"label file {path} is missing: fix data.csv_file")
+            what = "is a folder" if path.is_dir() else "is not a file" if path.exists() \
+                else "is missing"
+            raise DataError(f"label file {path} {what}: fix data.csv_file")
         return path
-    found = sorted(root.glob("*.csv"))
+    found = sorted(p for p in root.glob("*.csv") if p.is_file())
     if len(found) != 1:
         what = "no *.csv" if not found else f"several CSVs ({[p.name for p in found]})"
         raise DataError(f"{what} in {root}: set data.csv_file")
@@ -51,11 +59,16 @@ def find_csv(root: Path, cfg: DataConfig) -> Path:
 def _labels(df: pd.DataFrame, cfg: DataConfig, path: Path) -> tuple[tuple[str, ...], np.ndarray]:
     if cfg.labels_column is not None:
         require_columns(df, [cfg.labels_column], path, "fix data.labels_column")
+        require_distinct(cfg.findings or [], "data.findings")
         vocabulary = tuple(cfg.findings) if cfg.findings else FINDINGS
         hint = "declare your names in data.findings" if not cfg.findings else "fix data.findings"
         return vocabulary, parse_label_sets(df[cfg.labels_column], vocabulary, path,
                                             cfg.labels_column, hint)
     columns = cfg.label_columns
+    if columns is not None and not columns:
+        raise DataError("data.label_columns is an empty list: name the 0/1 finding columns, or "
+                        "set it to null to use the ChestX-ray14 finding names found in the file")
+    require_distinct(columns or [], "data.label_columns")
     if columns is None:
         columns = [f for f in FINDINGS if f in df.columns]
         if not columns:
@@ -81,13 +94,18 @@ def plan_csv(cfg: DataConfig) -> tuple[tuple[str, ...], dict[str, SplitPlan], di
     df = read_csv(path, dtype={c: str for c in (cfg.path_column, cfg.patient_column,
                                                 cfg.split_column) if c})
     require_columns(df, [cfg.path_column], path, "fix data.path_column")
-    for key in ("patient_column", "split_column"):
-        if getattr(cfg, key) is not None:
-            require_columns(df, [getattr(cfg, key)], path, f"fix data.{key}")
+    keys = [k for k in ("patient_column", "split_column") if getattr(cfg, k) is not None]
+    for key in keys:
+        require_columns(df, [getattr(cfg, key)], path, f"fix data.{key}")
     findings, labels = _labels(df, cfg, path)
+    identity = [cfg.path_column, *(getattr(cfg, k) for k in keys)]
+    require_unique_header(path, [*identity, *([cfg.labels_column] if cfg.labels_column
+                                               else findings)])
+    require_filled(df, identity, path)
 
     rel = df[cfg.path_column].astype(str).str.strip()
     files = [root / r for r in rel]
+    require_inside(root, files, rel.tolist(), path, cfg.allow_outside_root)
     patient = df[cfg.patient_column].astype(str) if cfg.patient_column else rel
     rows = pd.DataFrame({
         "image_id": rel.to_numpy(),

@@ -25,9 +25,12 @@ from explorer.data.config import DataConfig
 from explorer.data.findings import FINDINGS
 from explorer.data.phantom_labels import STATS_PATH, sample_cohort
 from explorer.data.phantom_render import N_WAVES, render
+from explorer.errors import DataError
 
 GENERATOR_VERSION = 1          # bump whenever the pictures change for the same parameters
 DEFAULT_SIZES = {"train": 2000, "val": 400, "test": 600}
+#: Images the phantom draws per split at most: ChestX-ray14 has 112,120 in all.
+MAX_IMAGES = 200_000
 _SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
 _PIXELS_PER_CHUNK = 1 << 21    # ~8 MB float32 per temporary array
 
@@ -134,6 +137,9 @@ def plan_phantom(cfg: DataConfig) -> tuple[tuple[str, ...], dict[str, SplitPlan]
     plans, sizes = {}, {}
     for name, stream in _SPLIT_STREAM.items():
         n = getattr(cfg.images, name) or DEFAULT_SIZES[name]
+        if n > MAX_IMAGES:   # planning alone would hold one Python string per image
+            raise DataError(f"data.images.{name} {n:,}: the phantom draws at most "
+                            f"{MAX_IMAGES:,} images per split")
         sizes[name] = n
         rng = np.random.default_rng([cfg.split_seed, stream, GENERATOR_VERSION])
         cohort = sample_cohort(n, rng)

@@ -18,18 +18,23 @@ from explorer.data.bundle import SPLITS
 from explorer.data.cache import SplitPlan, file_signature
 from explorer.data.config import DataConfig
 from explorer.data.findings import NO_FINDING
+from explorer.data.rows import require_once
 from explorer.data.splits import cap
 from explorer.errors import DataError, error_line
 
 
 def require_root(cfg: DataConfig) -> Path:
-    if cfg.root is None:
+    if cfg.root is None or not cfg.root.strip():
         raise DataError(f"data.root is not set for source '{cfg.source}': "
                         f"set data.root (--set data.root=/path/to/data)")
     root = Path(cfg.root).expanduser()
-    if not root.exists():
-        raise DataError(f"data root {root} does not exist: fix data.root")
-    return root.resolve()
+    try:
+        if not root.exists():
+            raise DataError(f"data root {root} does not exist: fix data.root")
+        return root.resolve(strict=True)
+    except (OSError, RuntimeError) as e:   # a name too long, a link loop, no permission
+        raise DataError(f"data root {root} cannot be used ({getattr(e, 'strerror', None) or e})"
+                        f": fix data.root") from None
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -39,11 +44,16 @@ def require_file(path: Path, what: str) -> Path:
 
 
 def read_csv(path: Path, **kw) -> pd.DataFrame:
+    if not path.is_file():   # a folder or a pipe named like the file: reading would fail or hang
+        raise DataError(f"{path} is not a file: point at the label file itself")
     try:
         return pd.read_csv(path, **kw)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV ({error_line(e, limit=10**6)}): "
                         f"fix or replace the file") from None
+    except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror or e}): fix its permissions or "
+                        "replace it") from None
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, hint: str = "") -> None:
@@ -81,11 +91,23 @@ def index_files(folders: Iterable[Path]) -> dict[str, str]:
     for folder in folders:
         if not folder.is_dir():
             continue
-        with os.scandir(folder) as it:
-            for entry in it:
-                if entry.is_file():
-                    found.setdefault(entry.name, entry.path)
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if _is_file(entry):
+                        found.setdefault(entry.name, entry.path)
+        except OSError as e:
+            raise DataError(f"image folder {folder} cannot be listed ({e.strerror or e}): fix "
+                            "its permissions") from None
     return found
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """A regular file (through links); not a folder, a pipe, or a link loop (which raises)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def check_disjoint(patients: dict[str, np.ndarray], where: str) -> None:
@@ -110,6 +132,7 @@ def plan_splits(rows: pd.DataFrame, labels: np.ndarray, cfg: DataConfig, root: P
     present = rows["path"].notna().to_numpy()
     missing = int((~present).sum())
     notes: dict = {"rows_without_file": missing, "planned_images": {}}
+    require_once(rows, where)
     check_disjoint({s: rows.loc[present & (rows["split"] == s).to_numpy(), "patient"].unique()
                     for s in SPLITS}, where)
     plans = {}

@@ -43,6 +43,14 @@ def check_visible_patches(image_size: int, patch_size: int, mask_ratio: float) -
             f"1 - 1/{side * side} or use more patches")
 
 
+def check_decoder(decoder_dim: int, decoder_heads: int) -> None:
+    """A SpecError when the decoder's attention heads or its 2-D sin-cos position embedding
+    (four quarters: sin/cos of x/y) cannot split ``decoder_dim``."""
+    if decoder_dim % decoder_heads or decoder_dim % 4:
+        raise SpecError(f"pretrain.decoder_dim {decoder_dim} must be divisible by 4 and by "
+                        f"pretrain.decoder_heads {decoder_heads}")
+
+
 class MaskedAutoencoderViT(nn.Module):
     """ViT encoder on the visible patches, a light ViT decoder that predicts the masked pixels.
 
@@ -222,9 +230,7 @@ def create_mae(arch: str, *, img_size: int, patch_size: int, decoder_dim: int,
                ) -> MaskedAutoencoderViT:
     """An MAE with a ``VIT_SIZES[arch]`` encoder (the study: vit_small, 224, 16, 512, 2, 16)."""
     dim, depth, heads = vit_size(arch)
-    if decoder_dim % decoder_heads or decoder_dim % 4:
-        raise SpecError(f"pretrain.decoder_dim {decoder_dim} must be divisible by 4 and by "
-                        f"pretrain.decoder_heads {decoder_heads}")
+    check_decoder(decoder_dim, decoder_heads)
     return MaskedAutoencoderViT(img_size=img_size, patch_size=patch_size, embed_dim=dim,
                                 depth=depth, num_heads=heads, decoder_dim=decoder_dim,
                                 decoder_depth=decoder_depth, decoder_heads=decoder_heads,

@@ -23,6 +23,16 @@ from explorer.errors import CheckpointError, SpecError
 from explorer.models.checkpoints import load_fitting_state, load_weights_file, shape_str
 from explorer.names import VIT_SIZES  # arch -> (embed_dim, depth, num_heads): the one registry
 
+#: The registered timm name each size is exported under (``config.json``'s "architecture"). An
+#: export's ``model_args`` set every size, so only the family matters; the nearest is named.
+TIMM_NAMES: dict[str, str] = {
+    "vit_nano": "vit_tiny_patch16_224",
+    "vit_micro": "vit_tiny_patch16_224",
+    "vit_tiny": "vit_tiny_patch16_224",
+    "vit_small": "vit_small_patch16_224",
+    "vit_base": "vit_base_patch16_224",
+}
+
 # Keys of an MAE checkpoint that belong to the pre-training decoder, never to the encoder.
 DECODER_PREFIXES = ("decoder_", "mask_token")
 
@@ -32,6 +42,19 @@ def vit_size(arch: str) -> tuple[int, int, int]:
     if arch not in VIT_SIZES:
         raise SpecError(f"model.arch '{arch}' is not a ViT size; use one of {', '.join(VIT_SIZES)}")
     return VIT_SIZES[arch]
+
+
+def vit_args(arch: str, *, img_size: int, patch_size: int,
+             global_pool: Literal["avg", "token"] = "avg") -> dict:
+    """The ``VisionTransformer`` arguments that fix the architecture of ``arch`` (what
+    ``create_vit_classifier`` passes, less the training-only ``drop_path_rate``): what an
+    export's ``config.json`` records as timm ``model_args``. The export loads the trained
+    weights into timm's model built from them with ``strict=True``, so a drift fails loudly."""
+    dim, depth, heads = vit_size(arch)
+    check_grid(img_size, patch_size)
+    return {"img_size": img_size, "patch_size": patch_size, "global_pool": global_pool,
+            "embed_dim": dim, "depth": depth, "num_heads": heads, "mlp_ratio": 4.0,
+            "qkv_bias": True}
 
 
 def check_grid(img_size: int, patch_size: int) -> int:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.errors import UserError
+from explorer.errors import UserError, cli_line
 from explorer.report.build import build_report
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other mistake
+        self.exit(2, f"error: {cli_line(message)} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m explorer.report",
         description="Write one self-contained HTML report of a search from its results store.")
     parser.add_argument("run_dir", help="the search's run folder (holding results/)")
@@ -25,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--resamples must be at least 1, got {args.resamples}")
         path = build_report(args.run_dir, args.out, n_resamples=args.resamples, seed=args.seed)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {cli_line(e)}", file=sys.stderr)
         return 2
     print(path)
     return 0

@@ -9,7 +9,8 @@ from explorer.errors import UserError
 from explorer.report.data import collect
 from explorer.report.figures import make_figures
 from explorer.report.html import render_page
-from explorer.results import TABLES, load_results, results_dir
+from explorer.report.inputs import load_checked
+from explorer.results import TABLES, results_dir
 from explorer.storage import atomic_write_text
 
 
@@ -35,7 +36,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
     Returns:
         The absolute path of ``index.html``.
     """
-    results = load_results(run_dir)
+    results = load_checked(run_dir)
     out = Path(out_dir) if out_dir is not None else default_out_dir(results.meta)
     src = results_dir(run_dir)
     data = collect(results, n_resamples=n_resamples, seed=seed)

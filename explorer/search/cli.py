@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-from explorer.errors import UserError
+from explorer.errors import UserError, cli_line
 
 EPILOG = """examples:
   python -m explorer.search search_spaces/mask_ratio.yaml
@@ -27,7 +26,7 @@ EPILOG = """examples:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, like every other mistake
-        self.exit(2, f"error: {message} (see --help)\n")
+        self.exit(2, f"error: {cli_line(message)} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-run only the trials that errored")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved recipe, the search and its rough cost; run nothing")
-    p.add_argument("--storage", default=os.environ.get("CXR_EXPLORER_STORAGE", "runs"),
+    p.add_argument("--storage", default=None,
                    help="experiment storage: a local folder, a shared mount or s3://bucket/prefix "
-                        "(default: runs/)")
+                        "(default: $CXR_EXPLORER_STORAGE, else runs/)")
     p.add_argument("--name", help="experiment name (default: the spec's name)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join ('auto' or host:port; default: RAY_ADDRESS, "
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command with --resume to continue", file=sys.stderr)
@@ -92,18 +91,26 @@ def _check_name(name: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Every check that needs no Ray, then Ray, then the stages (``explorer.search.pipeline``)."""
+    from explorer.settings import check_environment, check_folder, storage_setting
+
+    check_environment()   # first: the modules imported next read some of these settings
+    args.storage = storage_setting(args.storage)
+    check_folder(args.reports, "--reports")   # written last: a bad one would fail at the end
     from explorer.search import cluster
     from explorer.search.context import RunContext, RunInputs
     from explorer.search.dryrun import dry_run_text
     from explorer.search.experiment import Experiment
+    from explorer.search.preflight import check_loaded_spec, check_name
     from explorer.spec import load_spec
     from explorer.storage import open_store
 
     if args.extend is not None and args.extend < 1:
         raise UserError(f"--extend {args.extend}: must be a positive number of trials")
     loaded = load_spec(args.spec, args.set)
+    check_loaded_spec(loaded, str(args.spec))   # what trials would build, built now
     _check_name(args.name)
     name = args.name or loaded.spec.name
+    check_name(name, "--name" if args.name else f"{args.spec}: name")
     if args.dry_run:
         print(dry_run_text(loaded, name))
         return 0

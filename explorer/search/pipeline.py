@@ -27,6 +27,7 @@ def prepare(inputs: RunInputs):
     from explorer.models import create_cnn, create_vit_classifier
     from explorer.models.starts import weights_of
     from explorer.search.pools import pool_notes
+    from explorer.search.preflight import check_trainable
     from explorer.train.common import check_plans
     from explorer.train.finetune import check_validation
     from explorer.train.starts import check_starts
@@ -35,6 +36,7 @@ def prepare(inputs: RunInputs):
     data = load_data(b.data)
     check_validation(data)
     check_plans(b, len(data.train))  # an effective batch the workers cannot keep exactly
+    check_trainable(inputs.loaded, len(data.train))
     n = len(data.findings)
     recipes = [b, *(b.model_validate(absolute_paths(r.model_dump(mode="json")))
                     for _, _, r in inputs.loaded.baseline_recipes())]

@@ -23,6 +23,7 @@ from explorer.search.tuning import (
     restore_tuner,
     trial_dirname,
 )
+from explorer.tracking import tune_callbacks
 from explorer.train.artifacts import TrialArtifacts
 
 FINISHED = ("TERMINATED", "ERROR")
@@ -76,7 +77,8 @@ def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, poin
             reuse_actors=True),  # a new process per trial costs ~4 s of imports (bench/)
         run_config=tune.RunConfig(
             name=name, storage_path=str(path.parent), verbose=1 if ctx.verbose else 0,
-            callbacks=[Progress(f"search {name}", num_samples, ctx.loaded.max_t, n_parallel)],
+            callbacks=[Progress(f"search {name}", num_samples, ctx.loaded.max_t, n_parallel),
+                       *tune_callbacks(ctx)],
             failure_config=tune.FailureConfig(max_failures=1)),
     )
 
@@ -174,7 +176,8 @@ def run_baselines(ctx: RunContext, started: threading.Event | None = None):
                 name="baselines", storage_path=str(ctx.exp.dir),
                 verbose=1 if ctx.verbose else 0,
                 callbacks=[Progress("baselines", len(todo), recipe.finetune.epochs, n_parallel,
-                                    started=started)],
+                                    started=started),
+                           *tune_callbacks(ctx, {r["run_id"]: r["rel"] for r in runs})],
                 failure_config=tune.FailureConfig(max_failures=1)),
         )
     grid = tuner.fit()

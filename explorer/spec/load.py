@@ -8,14 +8,13 @@ the fine-tuning budget, every baseline must resolve).
 
 from __future__ import annotations
 
-import re
+import importlib.util
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from explorer.errors import SpecError
+from explorer.overrides import apply_sets, parse_set  # noqa: F401  (re-exported)
 from explorer.schema import one_line
 from explorer.spec.recipes import (
     SCALES,
@@ -23,31 +22,8 @@ from explorer.spec.recipes import (
     has_path,
     read_yaml,
     resolve_recipe_dict,
-    set_path,
 )
 from explorer.spec.search_spec import PRETRAIN_SECTIONS, BaselineSpec, LoadedSpec, Spec
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """``key.path=value`` with the value read as YAML (numbers, lists, null)."""
-    if "=" not in item:
-        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set scale=smoke")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[\w]+)*", key):
-        raise SpecError(f"--set {item!r}: '{key}' is not a dotted key such as data.root")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
-    return key, value
-
-
-def apply_sets(raw: dict, sets: list[str]) -> dict:
-    for item in sets:
-        key, value = parse_set(item)
-        set_path(raw, key, value)
-    return raw
 
 
 def load_spec(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -68,6 +44,9 @@ def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec
     base_dict = resolve_recipe_dict(spec.recipe, spec.scale, spec.overlays())
     base = build_recipe(base_dict, where=where)
     loaded = LoadedSpec(spec=spec, path=path, raw=raw, base=base)
+    if spec.tracking.mlflow and importlib.util.find_spec("mlflow") is None:
+        raise SpecError(f"{where}: tracking.mlflow: the mlflow package is not installed; "
+                        "pip install 'cxr-recipe-explorer[track]' (or mlflow-skinny)")
     _check_params(loaded, base_dict, where)
     _check_visible_patches(loaded, where)
     _check_scheduler(loaded, where)

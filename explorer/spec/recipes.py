@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from explorer.errors import SpecError
 from explorer.names import family_of
+from explorer.safe_yaml import read_yaml_file
 from explorer.schema import one_line
 from explorer.spec.config import Recipe
 
@@ -27,17 +27,9 @@ def recipe_dirs() -> list[Path]:
 
 
 def read_yaml(path: str | Path, what: str = "file") -> Any:
-    """``yaml.safe_load`` of a file, with one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: {what} not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise SpecError(f"{path}: not valid YAML{at}: {problem}") from None
+    """A YAML file as data (``yaml.safe_load``, bounded: see ``explorer.safe_yaml``), with
+    one-line errors."""
+    return read_yaml_file(Path(path), what)
 
 
 def find_recipe(name_or_path: str) -> Path:

@@ -133,6 +133,21 @@ class BaselineSpec(Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrackingSpec(Strict):
+    """Where else the trials are logged (``explorer.tracking``; TensorBoard files always are)."""
+
+    mlflow: bool = Field(default=False, description="one MLflow run per trial (extra 'track')")
+    mlflow_uri: str | None = Field(default=None, description="MLflow tracking URI (default: "
+                                   "$MLFLOW_TRACKING_URI, else sqlite in the experiment folder)")
+    mlflow_experiment: str | None = Field(default=None, description="default: the search name")
+
+    @model_validator(mode="after")
+    def _used(self):
+        if not self.mlflow and (self.mlflow_uri or self.mlflow_experiment):
+            raise ValueError("mlflow_uri / mlflow_experiment are set but mlflow is false")
+        return self
+
+
 class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -149,6 +164,7 @@ class Spec(Strict):
     baselines: list[BaselineSpec] = Field(default_factory=lambda: [BaselineSpec()])
     finalists: int = Field(default=3, ge=0, description="top recipes scored once on test")
     bootstrap: int = Field(default=2000, ge=100, description="patient bootstrap resamples")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     def overlays(self) -> tuple[dict, ...]:
         sections = {k: getattr(self, k) for k in ("data", "model", "pretrain", "finetune",

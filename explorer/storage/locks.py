@@ -19,13 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from explorer.settings import env_seconds
+
 STALE_ENV = "CXR_EXPLORER_LOCK_STALE_S"
 
 
 def lock_timing() -> tuple[float, float]:
     """(ttl, heartbeat) in seconds: a lock whose holder stopped refreshing it for ttl seconds is
     abandoned (``$CXR_EXPLORER_LOCK_STALE_S``, default 90, read when a lock is made)."""
-    ttl = float(os.environ.get(STALE_ENV, "90"))
+    ttl = env_seconds(STALE_ENV, 90.0)
     return ttl, max(0.5, ttl / 6)
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from explorer.errors import StorageError, error_line
+from explorer.settings import env_seconds
 from explorer.storage.atomic import atomic_path
 
 MIRROR_ENV = "CXR_EXPLORER_MIRROR"
@@ -43,7 +44,7 @@ _COPY_CHUNK = 8 << 20
 
 def sync_period() -> float:
     """Seconds between the driver's background pushes (``$CXR_EXPLORER_SYNC_S``, default 5)."""
-    return float(os.environ.get(SYNC_ENV, "5"))
+    return env_seconds(SYNC_ENV, 5.0)
 
 
 def shown(uri: str) -> str:

@@ -123,12 +123,12 @@ def check_writable(root: str | Path) -> Path:
     """Prove the storage root can be written (one clear error if not), creating nothing: the
     probe goes into the root if it exists, else into the nearest existing parent."""
     root = Path(root).expanduser()
-    if root.exists() and not root.is_dir():
-        raise StorageError(f"--storage {root}: exists and is not a folder")
-    probe_dir = root
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    try:
+    try:   # exists() raises for a name too long for the file system
+        if root.exists() and not root.is_dir():
+            raise StorageError(f"--storage {root}: exists and is not a folder")
+        probe_dir = root
+        while not probe_dir.exists():
+            probe_dir = probe_dir.parent
         probe = probe_dir / f".cxr-write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from explorer.names import ENCODER_SEGMENTS
 from explorer.spec.config import Recipe
 from explorer.spec.recipes import config_hash
 from explorer.storage import (
@@ -44,8 +45,6 @@ from explorer.train.common import (
 from explorer.train.session import Session, unwrap
 
 POLL_S = 2.0
-#: Beside a staged encoder (``explorer.train.staged``): one entry per training segment.
-SEGMENTS = "segments.json"
 N_RECONSTRUCTIONS = 4
 
 
@@ -199,7 +198,7 @@ def finish_encoder(recipe: Recipe, data, store: Store, key: str, plan: StepPlan,
     presence marks the encoder complete) and drop the resume state."""
     rel = f"{ENCODERS}/{key}"
     enc_dir = store.path(rel)
-    earlier = read_json(enc_dir / SEGMENTS, []) or []  # a staged encoder's earlier segments
+    earlier = read_json(enc_dir / ENCODER_SEGMENTS, []) or []  # a staged encoder's earlier segments
     atomic_write_bytes(enc_dir / "reconstructions.parquet", _reconstructions(recipe, state, data))
     meta = {"key": key, "trained_by": trained_by,
             "wall_time_s": wall_time_s + sum(float(s["wall_s"]) for s in earlier),

@@ -18,19 +18,18 @@ import json
 import time
 from pathlib import Path
 
+from explorer.names import ENCODER_PROBES as PROBES_FILE
+from explorer.names import ENCODER_SEGMENTS as SEGMENTS
 from explorer.spec.config import Recipe
 from explorer.storage import ENCODERS, Store, as_store, atomic_write_bytes, read_json
 from explorer.train.pretrain import (
     POLL_S,
-    SEGMENTS,
     finish_encoder,
     pretrain_key,
     pretrain_loop,
     pretrain_plan,
 )
 from explorer.train.session import Session
-
-PROBES_FILE = "probes.json"
 
 
 def _append(store: Store, rel: str, name: str, rows: list[dict]) -> None:

@@ -183,5 +183,9 @@ def collect(run_dir: Path, storage: Store | Path, searched: list[str], data,
 def stage_keys(run_dir: Path) -> list[str]:
     """Encoders the search's pre-training stage trained, stopped ones included
     (``explorer.search.pretraining``)."""
-    record = read_json(Path(run_dir) / STAGE_FILE, {}) or {}
-    return [c["key"] for c in record.get("configs", []) if c.get("key")]
+    run_dir = Path(run_dir)
+    keys = []
+    for path in [run_dir / STAGE_FILE, *sorted(run_dir.glob(f"extend-*/{STAGE_FILE}"))]:
+        record = read_json(path, {}) or {}
+        keys += [c["key"] for c in record.get("configs", []) if c.get("key")]
+    return keys

@@ -67,11 +67,16 @@ def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, poin
         return restore_tuner(path, trainable, resume_errored=retry_failed,
                              journal=journal_path(exp.dir))
     n_parallel = concurrency(ctx.base, ctx.cluster.resources, search.max_concurrent)
+    searcher = build_searcher(ctx.loaded, exp.dir, exp.name, points=points)
+    if search.pretraining.staged and ctx.base.uses_mae_pretraining:
+        from explorer.search.pretraining import stage_searcher
+
+        searcher = stage_searcher(ctx, searcher, path, num_samples, n_parallel)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE,
-            search_alg=build_searcher(ctx.loaded, exp.dir, exp.name, points=points),
+            search_alg=searcher,
             scheduler=build_scheduler(ctx.loaded), num_samples=num_samples,
             max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # a new process per trial costs ~4 s of imports (bench/)

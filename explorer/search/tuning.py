@@ -237,6 +237,8 @@ def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path 
                                resume_errored=resume_errored)
     internal = tuner._local_tuner  # None only through a Ray Client (ray://), not supported
     searcher = internal._tune_config.search_alg
+    while not isinstance(searcher, ResumableOptunaSearch) and hasattr(searcher, "searcher"):
+        searcher = searcher.searcher  # inside the pre-training stage (search/pretraining.py)
     if journal is not None and isinstance(searcher, ResumableOptunaSearch):
         searcher.use_journal(journal)
     for callback in internal.get_run_config().callbacks or []:

@@ -298,3 +298,11 @@ def stage_searcher(ctx, searcher: Searcher, part_dir: Path, num_samples: int,
     return PretrainStage(searcher, base_recipe=ctx.base_dict, run=ctx.exp.name,
                          run_dir=part_dir, store=ctx.exp.store, data=ctx.shipped,
                          num_samples=num_samples, max_concurrent=n_parallel, fidelity=fidelity)
+
+
+def drawn(part_dir: Path) -> int:
+    """Recipes the stage of the search part in ``part_dir`` drew, stopped ones included (0
+    without a stage)."""
+    from explorer.storage import read_json
+
+    return len((read_json(Path(part_dir) / STAGE_FILE, {}) or {}).get("configs", []))

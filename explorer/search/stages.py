@@ -97,6 +97,7 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
     """
     from ray import tune
 
+    from explorer.search.pretraining import drawn
     from explorer.search.study import exhausted, settle_study
     from explorer.search.tuning import space_params
 
@@ -118,7 +119,7 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
         states += part
         if _unfinished(part):
             return None
-        if len(part) < n:
+        if len(part) < n and drawn(path) < n:  # multi-fidelity: stopped recipes count
             size = exhausted(exp.dir, exp.name)
             if size is None:
                 return None

@@ -1,0 +1,97 @@
+"""The pre-training stage and multi-fidelity pre-training in real smoke searches (real Ray,
+Optuna, timm), read from the trial timelines and the stores they leave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import ray
+
+from explorer.search.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SPACES = REPO / "search_spaces"
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def ray_2cpu():
+    ray.init(address="local", num_cpus=2, include_dashboard=None)
+    yield
+    ray.shutdown()
+
+
+def search(space: str, storage: Path, *sets: str) -> int:
+    args = [str(SPACES / f"{space}.yaml"), "--storage", str(storage),
+            "--reports", str(storage / "reports"), "--set", "scale=smoke",
+            "--set", "baselines=[]"]
+    for s in sets:
+        args += ["--set", s]
+    return main(args)
+
+
+def _timeline(run: Path) -> tuple[list[float], float, float]:
+    """(each trial's start, the encoder's first and last moment of training)."""
+    starts = [json.loads(p.read_text())["started"] for p in run.glob("trials/*/config.json")]
+    (enc,) = (run.parent / "_encoders").iterdir()
+    losses = json.loads((enc / "losses.json").read_text())
+    first = losses[0]["end"] - losses[0]["time_s"]
+    return starts, first, losses[-1]["end"]
+
+
+def test_no_trial_holds_a_slot_while_its_encoder_trains(ray_2cpu, tmp_path):
+    """A layer-decay search (one shared encoder), max_concurrent 2 on 2 CPUs. Without the
+    stage, the second trial starts while the first pre-trains and waits in its slot; with it,
+    every trial starts after the encoder is finished, and reuses it."""
+    sets = ("search.num_samples=3", "search.max_concurrent=2", "search.scheduler.type=none")
+    assert search("layer_decay", tmp_path / "today", *sets) == 0
+    starts, first, last = _timeline(tmp_path / "today" / "layer_decay")
+    assert sum(first - 5 < s < last for s in starts) >= 1, "a trial waited holding its slot"
+
+    assert search("layer_decay", tmp_path / "staged", *sets,
+                  "search.pretraining.stage=true") == 0
+    run = tmp_path / "staged" / "layer_decay"
+    starts, first, last = _timeline(run)
+    assert len(starts) == 3 and min(starts) > last
+    trials = pd.read_parquet(run / "results" / "trials.parquet")
+    assert set(trials.pretrain_role) == {"reused"} and set(trials.status) == {"completed"}
+    record = json.loads((run / "pretraining.json").read_text())
+    assert [c["status"] for c in record["configs"]] == ["handed"] * 3
+    assert len({c["key"] for c in record["configs"]}) == 1  # one encoder, one job
+    enc = pd.read_parquet(run / "results" / "encoders.parquet")
+    assert enc.trained_by.tolist() == ["pretraining stage of layer_decay"]
+    meta = json.loads((run / "results" / "meta.json").read_text())
+    assert meta["cost"]["pretrain_epochs"] == 2 and meta["cost"]["pretrain_device_s"] > 0
+
+
+def test_multi_fidelity_pretraining_stops_weak_encoders(ray_2cpu, tmp_path):
+    """Mask ratio at smoke scale (2 pre-training epochs, a milestone at epoch 1): 4 recipes
+    each pre-train one epoch and are probed; ASHA (reduction factor 3) continues the best; the
+    others are PRUNED in the Optuna study and never fine-tuned."""
+    assert search("mask_ratio", tmp_path, "search.num_samples=4",
+                  "search.pretraining.fidelity.milestones=[0.5]",
+                  "search.pretraining.fidelity.reduction_factor=3") == 0
+    run = tmp_path / "mask_ratio"
+    record = json.loads((run / "pretraining.json").read_text())
+    assert record["rungs"] == [1, 2] and len(record["configs"]) == 4
+    statuses = sorted(c["status"] for c in record["configs"])
+    assert statuses == ["handed", "stopped", "stopped", "stopped"]
+    probes = pd.read_parquet(run / "results" / "encoder_probes.parquet")
+    assert len(probes) == 4 and set(probes.epoch) == {1} and set(probes.probe) == {"linear"}
+    trials = pd.read_parquet(run / "results" / "trials.parquet")
+    assert len(trials) == 1  # only the survivor became a trial
+    enc = pd.read_parquet(run / "results" / "encoders.parquet")
+    assert sorted(enc.complete) == [False, False, False, True]
+    meta = json.loads((run / "results" / "meta.json").read_text())
+    assert meta["cost"]["pretrain_epochs"] == 4 + 1  # against 8 without multi-fidelity
+    assert meta["cost"]["stopped_encoders_device_s"] > 0
+    study = optuna.load_study(study_name="mask_ratio", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run / "optuna.journal"))))
+    states = sorted(t.state.name for t in study.trials)
+    assert states == ["COMPLETE", "PRUNED", "PRUNED", "PRUNED"]
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert all(list(t.intermediate_values) == [1] for t in pruned)  # the probe, at epoch 1

@@ -186,7 +186,10 @@ def space_params(loaded: LoadedSpec) -> dict[str, dict]:
     return {k: v.model_dump(exclude_none=True) for k, v in loaded.spec.search.params.items()}
 
 
-def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: bool = True):
+def build_searcher(loaded: LoadedSpec, run_dir: Path | None, study_name: str,
+                   points: bool = True):
+    """The search's Optuna searcher; ``run_dir`` None: its study in memory (``explorer.replay``
+    re-runs searches on recorded curves and writes nothing)."""
     import optuna
 
     s = loaded.spec.search
@@ -200,7 +203,8 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: b
     return ResumableOptunaSearch(
         space=functools.partial(suggest_space, params=params), params=params,
         metric=METRIC, mode=MODE, sampler=sampler, rng_seed=s.searcher.seed,
-        storage=optuna_storage(run_dir), study_name=study_name,
+        storage=optuna_storage(run_dir) if run_dir is not None else None,
+        study_name=study_name,
         points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,
     )
 

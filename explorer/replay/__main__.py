@@ -16,7 +16,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _hours(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds / 3600:.3f}"
+    """Device-seconds as written in the table (hours beside them from an hour up)."""
+    if seconds is None:
+        return "n/a"
+    return f"{seconds:,.0f}" + (f" ({seconds / 3600:.2f} h)" if seconds >= 3600 else "")
 
 
 def report(rec, rows: list[dict], as_run: dict, repeats: int, seconds: float) -> str:
@@ -28,12 +31,12 @@ def report(rec, rows: list[dict], as_run: dict, repeats: int, seconds: float) ->
         f"{rec.devices:g} devices each; {repeats} seeds per strategy; {seconds:.1f} s",
         "",
         f"the real search: {real['trials']} trials, {_hours(real['cost_device_s'])} "
-        f"device-hours, {real['pretrain_epochs']} pre-training epochs, best "
+        f"device-s, {real['pretrain_epochs']} pre-training epochs, best "
         f"{describe(real['best_params'] or {})} (val mean AUC {real['best_value']:.4f})",
-        f"replayed as run (its seed): {_hours(as_run['cost_device_s'])} device-hours, "
+        f"replayed as run (its seed): {_hours(as_run['cost_device_s'])} device-s, "
         f"{as_run['pretrain_epochs']:.0f} pre-training epochs, best {as_run['most_chosen']}",
         "",
-        "| strategy | device-hours (sd) | pre-training epochs | fine-tuning epochs | "
+        "| strategy | device-s (sd) | pre-training epochs | fine-tuning epochs | "
         "found the best | mean regret (AUC) | most often chosen | censored epochs |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=None,
                         help="recipes per replayed search (default: the search's)")
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--mf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the multi-fidelity strategy, e.g. "
+                        "search.pretraining.fidelity.milestones=[0.2,0.5] (repeatable)")
     args = parser.parse_args(argv)
     try:
         if args.repeats < 1:
@@ -72,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    import optuna
+
     from explorer.replay.strategies import STRATEGIES, summarise
     from explorer.replay.table import as_json, load_recorded
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study per replayed search
     t0 = time.perf_counter()
@@ -84,7 +90,8 @@ def _run(args) -> int:
     if n < 1:
         raise UserError(f"--num-samples must be at least 1, got {n}")
     seeds = list(range(args.repeats))
-    rows = [summarise(rec, name, sets, seeds, n) for name, sets in STRATEGIES.items()]
+    rows = [summarise(rec, name, [*sets, *(args.mf if name == "tpe+asha+mf" else [])], seeds, n)
+            for name, sets in STRATEGIES.items()]
     as_run = summarise(rec, "as run", [], [rec.loaded.spec.search.searcher.seed], n)
     text = report(rec, rows, as_run, args.repeats, time.perf_counter() - t0)
     print(text)

@@ -179,10 +179,10 @@ class Simulation:
         if not self.staged and run.key is not None:  # inline pre-training, or waiting for it
             if run.key not in self.encoder_ready:
                 enc = self.rec.encoders.get(run.key)
-                seconds = enc.seconds(0, len(enc.epoch_s)) if enc else 0.0
+                seconds = enc.seconds(0, enc.full) if enc else 0.0
                 self.encoder_ready[run.key] = self.now + seconds
                 self.out.cost_device_s += seconds * self.rec.devices
-                self.out.pretrain_epochs += len(enc.epoch_s) if enc else 0
+                self.out.pretrain_epochs += enc.full if enc else 0
             ready = max(ready, self.encoder_ready[run.key])
         t = {"id": trial_id, "run": run, "epoch": 0, "best": -math.inf, "params": config}
         self._at(ready + run.epoch_time(1), "epoch", t)

@@ -31,18 +31,20 @@ def variant(rec: Recorded, sets: list[str], seed: int | None = None):
     return validate_spec(raw, f"replay of {rec.run_dir}")
 
 
-def _mf_sets(rec: Recorded) -> list[str]:
-    fid = rec.loaded.spec.search.pretraining.fidelity
-    if fid is not None:
-        return []  # the search's own milestones
-    return ["search.pretraining.fidelity={}"]  # the measured defaults
+def _mf_sets(rec: Recorded, sets: list[str]) -> list[str]:
+    """Multi-fidelity pre-training as the search ran it, else as ``sets`` say, else with the
+    measured defaults (``explorer.spec.search_spec.MEASURED_MILESTONES``)."""
+    if rec.loaded.spec.search.pretraining.fidelity is not None or \
+            any(s.startswith("search.pretraining.fidelity") for s in sets):
+        return []
+    return ["search.pretraining.fidelity={}"]
 
 
 def summarise(rec: Recorded, name: str, sets: list[str], seeds: list[int],
               num_samples: int) -> dict:
     """The strategy over ``seeds``: cost, epochs, and how good the recipe it selects is."""
     if name == "tpe+asha+mf":
-        sets = [*sets, *_mf_sets(rec)]
+        sets = [*sets, *_mf_sets(rec, sets)]
     truth = {k: r.true_value for k, r in rec.runs.items()}
     top = max(v for v in truth.values() if math.isfinite(v))
     rows = []

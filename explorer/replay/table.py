@@ -36,12 +36,13 @@ class Run:
     curve: list[float]  # validation mean AUC per fine-tuning epoch, as recorded
     epoch_s: list[float]  # seconds per fine-tuning epoch, as recorded
     planned: int
+    mean_epoch_s: float = 0.0  # of every recorded epoch: for a recipe never fine-tuned
 
     def epoch_time(self, epoch: int) -> float:
         """Seconds of 1-based ``epoch`` (the mean recorded epoch beyond the record)."""
         if epoch <= len(self.epoch_s):
             return self.epoch_s[epoch - 1]
-        return sum(self.epoch_s) / len(self.epoch_s) if self.epoch_s else 0.0
+        return sum(self.epoch_s) / len(self.epoch_s) if self.epoch_s else self.mean_epoch_s
 
     @property
     def true_value(self) -> float:
@@ -52,13 +53,17 @@ class Run:
 
 @dataclass
 class Encoder:
-    epoch_s: list[float]
+    epoch_s: list[float]  # as recorded: fewer than ``full`` if it was stopped
+    full: int  # the recipe's pre-training epochs
     probes: dict[tuple[str, int], float] = field(default_factory=dict)
     probe_s: float = 0.0  # mean seconds of one probe
 
     def seconds(self, start: int, end: int) -> float:
-        """Pre-training seconds of epochs ``start + 1`` .. ``end``."""
-        return float(sum(self.epoch_s[start:end]))
+        """Pre-training seconds of epochs ``start + 1`` .. ``end`` (the mean recorded epoch
+        for epochs a stopped encoder never trained)."""
+        mean = sum(self.epoch_s) / len(self.epoch_s) if self.epoch_s else 0.0
+        return float(sum(self.epoch_s[start:end])) + mean * max(0, end - max(start,
+                                                                            len(self.epoch_s)))
 
 
 @dataclass
@@ -93,24 +98,43 @@ def _runs(res, params: dict[str, dict]) -> dict[str, Run]:
         k = config_key(cfg, params)
         if k not in out or len(run.curve) > len(out[k].curve):  # a retried trial: the longest
             out[k] = run
+    # recipes multi-fidelity pre-training stopped: an encoder, no fine-tuning on record
+    planned = int(trials["epochs_planned"].max()) if len(trials) else 0
+    for c in res.meta.get("stage") or []:
+        k = config_key(c["params"], params)
+        if k not in out and c.get("key"):
+            out[k] = Run(c["params"], "", c["key"], [], [], planned)
+    mean = float(epochs["epoch_time_s"].mean()) if len(epochs) else 0.0
+    for run in out.values():
+        run.mean_epoch_s = mean
     return out
 
 
-def _encoders(res) -> dict[str, Encoder]:
+def _encoders(res, n_devices: float, full: int) -> dict[str, Encoder]:
+    """Each encoder's epoch times, scaled so that they add up to the training time the results
+    store charged for it (``explorer.results.cost``: segments' or the run's wall time, set-up
+    included), so that a replay of the same choices costs what the search cost."""
     out = {}
     ee, probes = res.encoder_epochs, res.encoder_probes
     for key, g in (ee.groupby("pretrain_key") if not ee.empty else []):
         g = g.sort_values("epoch")
-        times = g["time_s"].tolist() if "time_s" in g else []
-        if not times or any(pd.isna(x) for x in times):  # an older store: spread the wall time
-            row = res.encoders[res.encoders["pretrain_key"] == key]
-            wall = float(row["wall_time_s"].iloc[0]) if len(row) else 0.0
-            times = [wall / len(g)] * len(g)
-        enc = Encoder([float(x) for x in times])
-        if not probes.empty:
-            p = probes[probes["pretrain_key"] == key]
+        times = [float(x) for x in g["time_s"]] if "time_s" in g else []
+        p = probes[probes["pretrain_key"] == key] if not probes.empty else probes
+        row = res.encoders[res.encoders["pretrain_key"] == key]
+        total = None
+        if len(row) and "device_s" in row and pd.notna(row["device_s"].iloc[0]):
+            total = float(row["device_s"].iloc[0]) / n_devices - float(
+                p["time_s"].sum() if len(p) else 0.0)
+        elif len(row) and pd.notna(row["wall_time_s"].iloc[0]):
+            total = float(row["wall_time_s"].iloc[0])
+        if not times or any(pd.isna(x) for x in times):
+            times = [1.0] * len(g)
+        if total is not None and sum(times) > 0:
+            times = [t * total / sum(times) for t in times]
+        enc = Encoder(times, full)
+        if len(p):
             enc.probes = {(r.probe, int(r.epoch)): float(r.value) for r in p.itertuples()}
-            enc.probe_s = float(p["time_s"].mean()) if len(p) else 0.0
+            enc.probe_s = float(p["time_s"].mean())
         out[key] = enc
     return out
 
@@ -146,8 +170,10 @@ def load_recorded(run_dir: str | Path) -> Recorded:
     base = res.meta.get("base_recipe") or loaded.base.model_dump(mode="json")
     cluster = (res.meta.get("hardware") or {}).get("ray_cluster") or {"CPU": 1}
     n = concurrency(loaded.base, cluster, loaded.spec.search.max_concurrent)
-    return Recorded(Path(run_dir), loaded, params, runs, _encoders(res), devices(base)[1], n,
-                    base, _real(res, runs))
+    n_devices = devices(base)[1]
+    encoders = _encoders(res, n_devices, int(base["pretrain"]["epochs"]))
+    return Recorded(Path(run_dir), loaded, params, runs, encoders, n_devices, n, base,
+                    _real(res, runs))
 
 
 def describe(params: dict) -> str:

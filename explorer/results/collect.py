@@ -171,7 +171,7 @@ def collect(run_dir: Path, storage: Store | Path, searched: list[str], data,
     recipes = {r["trial_id"]: json.loads(r["config_json"]) for r in rows}
     trials = add_trial_costs(trials, epochs_df, encoders, recipes,
                              {b["run_id"] for b in baseline_runs if b.get("cached")})
-    meta = {**meta, "cost": search_cost(trials, encoders)}
+    meta = {**meta, "cost": search_cost(trials, encoders), "stage": stage_records(run_dir)}
     if len(pred_df):
         pred_df = pred_df[["trial_id", "split", "image_id", "patient_id", *findings]]
     return write_results(run_dir, meta, trials=trials, epochs=epochs_df,
@@ -180,12 +180,17 @@ def collect(run_dir: Path, storage: Store | Path, searched: list[str], data,
                          encoder_probes=probes)
 
 
-def stage_keys(run_dir: Path) -> list[str]:
-    """Encoders the search's pre-training stage trained, stopped ones included
-    (``explorer.search.pretraining``)."""
+def stage_records(run_dir: Path) -> list[dict]:
+    """Every recipe the search's pre-training stage drew (``explorer.search.pretraining``),
+    stopped ones included: {params, key (its encoder), status}."""
     run_dir = Path(run_dir)
-    keys = []
+    out = []
     for path in [run_dir / STAGE_FILE, *sorted(run_dir.glob(f"extend-*/{STAGE_FILE}"))]:
         record = read_json(path, {}) or {}
-        keys += [c["key"] for c in record.get("configs", []) if c.get("key")]
-    return keys
+        out += [{k: c.get(k) for k in ("params", "key", "status")}
+                for c in record.get("configs", [])]
+    return out
+
+
+def stage_keys(run_dir: Path) -> list[str]:
+    return [c["key"] for c in stage_records(run_dir) if c.get("key")]

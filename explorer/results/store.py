@@ -38,7 +38,8 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
                              num_samples, findings, data (source, fingerprint, split sizes,
                              patients, positives per split, skipped/missing files), seeds,
                              versions, git_commit, hardware, stage_wall_s, finalists_k, created,
-                             cost (the search's whole spend: ``explorer.results.cost``)
+                             cost (the search's whole spend: ``explorer.results.cost``),
+                             stage (the pre-training stage's recipes: params, key, status)
 """
 
 from __future__ import annotations

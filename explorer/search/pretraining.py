@@ -220,10 +220,6 @@ class PretrainStage(Searcher):
         value = next((p["value"] for p in out["probes"] if p["probe"] == self._probe), None)
         if not out["complete"] and value is not None:
             enc["scores"][str(enc["rung"])] = value
-            for c in self._configs:  # Optuna sees the probe as an intermediate value
-                if c["skey"] == skey and c["status"] == "waiting":
-                    self.searcher.on_trial_result(c["id"], {METRIC: value,
-                                                            "training_iteration": out["epoch"]})
         if out["complete"]:
             enc["status"] = "complete"
             for c in self._configs:
@@ -271,9 +267,19 @@ class PretrainStage(Searcher):
         return True
 
     def _close(self, skey: str, error: bool) -> None:
+        """Tell Optuna the recipes of a stopped encoder PRUNED, with its last probe score as
+        the intermediate value at its pre-training epoch (its rank among pruned trials), or
+        of a failed one FAIL. Only stopped recipes get one: a fine-tuned trial's intermediate
+        values are its epochs, and the two would share steps."""
+        enc = self._encoders[skey]
+        rung = enc["rung"]
+        value = enc["scores"].get(str(rung)) if rung >= 0 else None
         for c in self._configs:
             if c["skey"] == skey and c["status"] == "waiting":
                 c["status"] = "failed" if error else "stopped"
+                if not error and value is not None:
+                    self.searcher.on_trial_result(c["id"], {METRIC: value, "training_iteration":
+                                                            self._rungs[rung]})
                 self.searcher.on_trial_complete(c["id"], result=None, error=error)
 
     def _save(self) -> None:

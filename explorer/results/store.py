@@ -16,6 +16,11 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
     pretrain_device_s (the whole encoder), pretrain_share_device_s (this search's share),
     cost_device_s (what this search spent on the trial), recipe_device_s (what the recipe costs
     from scratch at its full budget), gpu_hours (GPU runs only),
+    start_method {"random", "imagenet", "imagenet_mae", "mocov2", "mae", "continued_mae",
+    "weights_file", "imported"}, start_text str (e.g. "MoCo v2 on chestxray14 train 75,312 +
+    chexpert train 191,027 = 266,339 images"), start_data str|None (the pre-training data),
+    start_images int|None, start_sources str|None (pooled sources, comma-separated),
+    start_init str|None (the named start or file it began from),
     and one column "param/<dotted.path>" per searched parameter.
 ``epochs.parquet``           learning curves: trial_id, epoch (1-based), val_mean_auc, train_loss,
                              lr, epoch_time_s
@@ -35,6 +40,7 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
 ``reconstructions.parquet``  pretrain_key, image_id, panel {"masked", "reconstruction",
                              "original"}, png (bytes)
 ``meta.json``                name, spec, spec_yaml, scale, metric, searched (param -> space),
+                             pretrain_pools (fingerprint -> sources, sizes, leakage-guard counts),
                              num_samples, findings, data (source, fingerprint, split sizes,
                              patients, positives per split, skipped/missing files), seeds,
                              versions, git_commit, hardware, stage_wall_s, finalists_k, created,

@@ -24,6 +24,7 @@ from explorer.spec.config import Recipe
 from explorer.storage import ENCODERS, Store, as_store, atomic_write_bytes, read_json
 from explorer.train.pretrain import (
     POLL_S,
+    _write_pool_record,
     finish_encoder,
     pretrain_key,
     pretrain_loop,
@@ -37,9 +38,18 @@ def _append(store: Store, rel: str, name: str, rows: list[dict]) -> None:
     atomic_write_bytes(path, json.dumps([*(read_json(path, []) or []), *rows]).encode())
 
 
+def _source(recipe: Recipe, data):
+    """What the encoder pre-trains on (the train split or a ``pretrain.data`` pool), as in
+    ``ensure_encoder``: the same key, so trials find the stage's encoder."""
+    from explorer.data.pool import PretrainData
+
+    return PretrainData.of(recipe.data, recipe.pretrain.data, data)
+
+
 def encoder_key(recipe: Recipe, data, world_size: int = 1) -> str:
-    return pretrain_key(recipe, data.fingerprint, pretrain_plan(recipe, len(data.train),
-                                                                world_size))
+    source = _source(recipe, data)
+    return pretrain_key(recipe, source.fingerprint, pretrain_plan(recipe, source.n_train,
+                                                                  world_size))
 
 
 def pretrain_segment(recipe: Recipe, data, storage: Store | Path, session: Session,
@@ -50,11 +60,13 @@ def pretrain_segment(recipe: Recipe, data, storage: Store | Path, session: Sessi
     import torch
 
     from explorer.train.probe import probe_scores
+    from explorer.train.starts import describe_start
 
     p = recipe.pretrain
     store = as_store(storage)
-    plan = pretrain_plan(recipe, len(data.train), session.world_size)
-    key = pretrain_key(recipe, data.fingerprint, plan)
+    source = _source(recipe, data)   # pre-training data; probes fit on ``data``'s train/val
+    plan = pretrain_plan(recipe, source.n_train, session.world_size)
+    key = pretrain_key(recipe, source.fingerprint, plan)
     rel = f"{ENCODERS}/{key}"
     enc_dir = store.path(rel)
     target = p.epochs if until is None else max(1, min(until, p.epochs))
@@ -78,12 +90,15 @@ def pretrain_segment(recipe: Recipe, data, storage: Store | Path, session: Sessi
         t0 = time.perf_counter()
         if state is None:
             store.match_stored(f"{rel}/partial.pt")  # an earlier segment's last stored epoch
-            state = pretrain_loop(recipe, data, session, enc_dir, stop_at=target,
+            if session.is_main:
+                _write_pool_record(enc_dir, source)
+            state = pretrain_loop(recipe, source, session, enc_dir, stop_at=target,
                                   on_save=lambda: store.push(rel, exact=False))
         wall = time.perf_counter() - t0
         if session.is_main:
             if target >= p.epochs and not complete:
-                finish_encoder(recipe, data, store, key, plan, state, owner, wall)
+                finish_encoder(recipe, source, store, key, plan, state, owner, wall,
+                               describe_start(recipe, source.notes()))
             t1 = time.perf_counter()
             new = [{"epoch": target, **r} for r in probe_scores(recipe, state, data,
                                                                 tuple(wanted))] if wanted else []

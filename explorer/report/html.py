@@ -19,6 +19,7 @@ import plotly.offline
 from explorer.report import sections
 from explorer.report._markup import Markup, join, tag
 from explorer.report.figures import FigureSpec
+from explorer.report.pareto import cost_section
 from explorer.report.study_html import study_section
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
@@ -33,6 +34,7 @@ TOC = (
     ("mae", "MAE reconstructions"),
     ("repro", "Reproducibility"),
     ("study", "The study's table"),
+    ("cost", "Cost"),
 )
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0;
@@ -96,6 +98,7 @@ def render_page(data, figures: list[FigureSpec], tables_note: str = "") -> str:
         sections.mae_section(data.mae, fig),
         sections.repro_section(data.repro),
         study_section(data.study),
+        cost_section(data.cost, fig),
         tag("p", tables_note, class_="note") if tables_note else "",
     ]
     figures_js = ",\n".join(f'["fig-{i}", {figure_json(s)}]' for i, s in enumerate(figures))

@@ -103,7 +103,7 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
 
     exp = ctx.exp
     context = {"run": exp.name, "store": exp.store, "base_recipe": ctx.base_dict,
-               "data": ctx.shipped}
+               "data": ctx.shipped, "cost_metric": ctx.loaded.spec.search.multi_objective}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, context=context),
                                     trial_resources(ctx.base))
     parts = [(exp.dir, exp.name, ctx.loaded.spec.search.num_samples, True)]

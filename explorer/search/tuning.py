@@ -21,7 +21,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from explorer.names import METRIC, MODE
+from explorer.search.objectives import searcher_objective
 from explorer.search.progress import Progress
 from explorer.search.space import all_configs, config_key, rounded, space_size
 from explorer.spec import LoadedSpec
@@ -141,7 +141,7 @@ class ResumableOptunaSearch(OptunaSearch):
         self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, DUPLICATE_ATTR,
                                                     known.number)
         if known.state == TrialState.COMPLETE:
-            self._ot_study.tell(ot_trial, known.value)  # Optuna's FAQ: the known value
+            self._ot_study.tell(ot_trial, known.values)  # Optuna's FAQ: the known value(s)
         else:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
@@ -200,9 +200,10 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path | None, study_name: str,
     else:
         sampler = optuna.samplers.RandomSampler(seed=s.searcher.seed)
     params = space_params(loaded)
+    metric, mode = searcher_objective(s)  # [auc, cost]: a multi-objective study
     return ResumableOptunaSearch(
         space=functools.partial(suggest_space, params=params), params=params,
-        metric=METRIC, mode=MODE, sampler=sampler, rng_seed=s.searcher.seed,
+        metric=metric, mode=mode, sampler=sampler, rng_seed=s.searcher.seed,
         storage=optuna_storage(run_dir) if run_dir is not None else None,
         study_name=study_name,
         points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,

@@ -170,6 +170,20 @@ class SearchSpec(Strict):
         default_factory=list, description="configurations tried first (e.g. the study's recipe)"
     )
     pretraining: PretrainingSpec = Field(default_factory=PretrainingSpec)
+    objective: list[Literal["auc", "cost"]] = Field(
+        default_factory=lambda: ["auc"], description="[auc] or [auc, cost]: a multi-objective "
+        "search, validation mean AUC against the recipe's device-seconds "
+        "(explorer.search.objectives)")
+
+    @model_validator(mode="after")
+    def _objective(self):
+        if self.objective not in (["auc"], ["auc", "cost"]):
+            raise ValueError(f"objective must be [auc] or [auc, cost] (got {self.objective})")
+        return self
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.objective == ["auc", "cost"]
 
 
 class BaselineSpec(Strict):

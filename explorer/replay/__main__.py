@@ -85,10 +85,10 @@ def _run(args) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study per replayed search
     t0 = time.perf_counter()
+    if args.num_samples is not None and args.num_samples < 1:
+        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
     rec = load_recorded(args.run_dir)
     n = args.num_samples or rec.loaded.spec.search.num_samples
-    if n < 1:
-        raise UserError(f"--num-samples must be at least 1, got {n}")
     seeds = list(range(args.repeats))
     rows = [summarise(rec, name, [*sets, *(args.mf if name == "tpe+asha+mf" else [])], seeds, n)
             for name, sets in STRATEGIES.items()]

@@ -169,7 +169,7 @@ def load_recorded(run_dir: str | Path) -> Recorded:
     loaded = validate_spec({**spec, "search": search}, f"{run_dir}/results/meta.json (spec)")
     params = space_params(loaded)
     runs = _runs(res, params)
-    if not runs:
+    if not any(r.curve for r in runs.values()):  # no recipe fine-tuned for an epoch
         raise UserError(f"{run_dir}: the search recorded no trained recipe to replay")
     base = res.meta.get("base_recipe") or loaded.base.model_dump(mode="json")
     cluster = (res.meta.get("hardware") or {}).get("ray_cluster") or {"CPU": 1}

@@ -34,7 +34,6 @@ TOC = (
     ("mae", "MAE reconstructions"),
     ("repro", "Reproducibility"),
     ("study", "The study's table"),
-    ("cost", "Cost"),
 )
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0;
@@ -80,8 +79,9 @@ def render_page(data, figures: list[FigureSpec], tables_note: str = "") -> str:
         return plot_div(figures[ids[key]], ids[key]) if key in ids else Markup("")
 
     title = f"Recipe search '{data.name}'"
+    toc = TOC + ((("cost", "Cost"),) if data.cost is not None else ())  # costs recorded
     nav = tag("nav", tag("ol", *(tag("li", tag("a", text, href=f"#{anchor}"))
-                                  for anchor, text in TOC)))
+                                  for anchor, text in toc)))
     body = [
         tag("h1", title),
         tag("p", f"Data source: {data.source or 'unknown'}; scale: {data.scale or 'unknown'}. "

@@ -112,3 +112,28 @@ def test_multi_fidelity_pretraining_stops_weak_encoders(ray_2cpu, tmp_path):
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
     assert all(list(t.intermediate_values) == [1] for t in pruned)  # the probe, at epoch 1
     _replays_as_run(run)
+
+
+def test_multi_objective_search_trades_auc_against_cost(ray_2cpu, tmp_path):
+    """search.objective [auc, cost]: the Optuna study has two directions and each trial's
+    cost is the recipe's device-seconds the results store records; the report draws the
+    front and names the best recipe within a budget."""
+    assert search("mask_ratio", tmp_path, "search.num_samples=2", "search.objective=[auc, cost]",
+                  "search.scheduler.type=none", "search.points_to_evaluate=[]") == 0
+    run = tmp_path / "mask_ratio"
+    study = optuna.load_study(study_name="mask_ratio", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run / "optuna.journal"))))
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    trials = pd.read_parquet(run / "results" / "trials.parquet").set_index("trial_id")
+    told = {t.user_attrs.get("tune_trial_id") or t.number: t.values for t in study.trials
+            if t.state.name == "COMPLETE"}
+    assert len(told) == 2
+    for values in told.values():
+        # the recorded recipe with this AUC has this cost (same clocks: encoder + epochs)
+        (row,) = trials[abs(trials.val_mean_auc - values[0]) < 1e-9].itertuples()
+        assert values[1] == pytest.approx(row.recipe_device_s, rel=1e-6)
+    from explorer.report.__main__ import main as report_main
+
+    assert report_main([str(run), "--out", str(tmp_path / "rep"), "--budget", "1"]) == 0
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "10. Cost" in page and "Best recipe within a budget of 1 CPU-hours" in page

@@ -46,12 +46,6 @@ def _source(recipe: Recipe, data):
     return PretrainData.of(recipe.data, recipe.pretrain.data, data)
 
 
-def encoder_key(recipe: Recipe, data, world_size: int = 1) -> str:
-    source = _source(recipe, data)
-    return pretrain_key(recipe, source.fingerprint, pretrain_plan(recipe, source.n_train,
-                                                                  world_size))
-
-
 def pretrain_segment(recipe: Recipe, data, storage: Store | Path, session: Session,
                      until: int | None = None, probes: tuple[str, ...] = (),
                      owner: str = "pretraining stage") -> dict:

@@ -80,3 +80,18 @@ def test_probes_tell_a_trained_encoder_from_a_random_one(smoke):
     scores = probe_scores(recipe, random_state, data)
     assert [s["probe"] for s in scores] == ["linear", "knn"]
     assert all(np.isfinite(s["value"]) and 0.3 < s["value"] < 1 for s in scores)
+
+
+def test_a_staged_encoder_on_a_pool_is_the_one_a_trial_finds(tmp_path):
+    """``pretrain.data`` (a pool): the stage pre-trains on the pool under the key a trial's
+    ``ensure_encoder`` computes, so the trial reuses it (and its record names the pool)."""
+    recipe = resolve_recipe("mae_vit_small_xray", "smoke", (
+        {"pretrain": {"epochs": 1, "data": [{"source": "phantom", "splits": ["train"]}]}},))
+    data = load_data(recipe.data)
+    out = pretrain_segment(recipe, data, tmp_path, LocalSession())
+    assert out["complete"]
+    enc = tmp_path / "_encoders" / out["key"]
+    assert json.loads((enc / "pool.json").read_text())["pooled"]
+    assert json.loads((enc / "meta.json").read_text())["start"] is not None
+    info = ensure_encoder(recipe, data, tmp_path, LocalSession())
+    assert info.role == "reused" and info.key == out["key"]

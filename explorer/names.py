@@ -24,6 +24,11 @@ BOOTSTRAP_SEED = 0
 #: A fine-tuning run's resume state, in its record folder (see ``explorer.train.finetune``).
 RESUME = "resume.pt"
 
+#: Beside a shared encoder pre-trained in segments (``explorer.train.staged``): the probes'
+#: scores at each milestone, and each segment's wall time and payer (``explorer.results.cost``).
+ENCODER_PROBES = "probes.json"
+ENCODER_SEGMENTS = "segments.json"
+
 Family = Literal["vit", "cnn"]
 
 

@@ -133,7 +133,7 @@ LAYERS = (("explorer", "explorer.names", "explorer.errors", "explorer.schema"),
           ("explorer.spec",), ("explorer.storage",), ("explorer.train",), ("explorer.results",),
           ("explorer.report",), ("explorer.tracking",),
           ("explorer.search", "explorer.tuning", "explorer.progress"),
-          ("explorer.export", "explorer.predict", "explorer.model_card"))
+          ("explorer.export", "explorer.predict", "explorer.model_card", "explorer.replay"))
 
 
 def _layer(module: str) -> int:

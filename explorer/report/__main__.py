@@ -6,6 +6,7 @@ import sys
 
 from explorer.errors import OneLineParser, UserError, cli_line
 from explorer.report.build import build_report
+from explorer.report.pareto import parse_budget
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,11 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=None,
                         help="patient-bootstrap resamples (default: the spec's, else 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--budget", default=None, metavar="TIME",
+                        help="name the best recipe whose cost (pre-training + fine-tuning, "
+                             "device time) fits TIME: hours, or 90m, 900s")
     args = parser.parse_args(argv)
     try:
         if args.resamples is not None and args.resamples < 1:
             raise UserError(f"--resamples must be at least 1, got {args.resamples}")
-        path = build_report(args.run_dir, args.out, n_resamples=args.resamples, seed=args.seed)
+        budget = parse_budget(args.budget) if args.budget is not None else None
+        path = build_report(args.run_dir, args.out, n_resamples=args.resamples, seed=args.seed,
+                            budget_s=budget)
     except UserError as e:
         print(f"error: {cli_line(e)}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ def default_out_dir(meta: dict) -> Path:
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
-                 n_resamples: int | None = None, seed: int = 0) -> Path:
+                 n_resamples: int | None = None, seed: int = 0,
+                 budget_s: float | None = None) -> Path:
     """Write ``out_dir/index.html`` and copy the results tables next to it.
 
     Args:
@@ -32,6 +33,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
         out_dir: where to write; default ``reports/<meta["name"]>`` under the current folder.
         n_resamples: patient-bootstrap resamples; default the spec's ``bootstrap`` (2000).
         seed: seeds the bootstrap (same resamples for every model).
+        budget_s: device-seconds: name the best recipe whose cost fits (section 10).
 
     Returns:
         The absolute path of ``index.html``.
@@ -39,7 +41,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
     results = load_checked(run_dir)
     out = Path(out_dir) if out_dir is not None else default_out_dir(results.meta)
     src = results_dir(run_dir)
-    data = collect(results, n_resamples=n_resamples, seed=seed)
+    data = collect(results, n_resamples=n_resamples, seed=seed, budget_s=budget_s)
     copied = [f"{name}.parquet" for name in TABLES if (src / f"{name}.parquet").is_file()]
     note = (f"Made from {src.resolve()}. The tables it was made from are next to this page: "
             f"{', '.join([*copied, 'meta.json'])}.")

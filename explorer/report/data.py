@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from explorer.report import budget, curves, knobs, leaderboard, repro, study, verdict
+from explorer.report import budget, curves, knobs, leaderboard, pareto, repro, study, verdict
 from explorer.report.scores import Evaluation, data_source, evaluate, ranked_trials
 from explorer.results import Results
 
@@ -34,10 +34,13 @@ class ReportData(NamedTuple):
     mae: curves.MaeInfo
     repro: repro.ReproInfo
     study: study.StudyTableInfo
+    cost: pareto.CostInfo | None = None  # None: a results store without costs
 
 
-def collect(results: Results, *, n_resamples: int | None = None, seed: int = 0) -> ReportData:
-    """Run the whole data step. ``n_resamples`` defaults to the spec's ``bootstrap`` (2000)."""
+def collect(results: Results, *, n_resamples: int | None = None, seed: int = 0,
+            budget_s: float | None = None) -> ReportData:
+    """Run the whole data step. ``n_resamples`` defaults to the spec's ``bootstrap`` (2000);
+    ``budget_s``: the device-seconds of "the best recipe within a budget" (section 10)."""
     if n_resamples is None:
         spec = results.meta.get("spec")
         stated = spec.get("bootstrap") if isinstance(spec, dict) else None
@@ -64,4 +67,5 @@ def collect(results: Results, *, n_resamples: int | None = None, seed: int = 0) 
         mae=curves.get_mae_info(results, v, ranked),
         repro=repro.get_repro_info(results, seed),
         study=study.get_study_table_info(results, ev, ranked),
+        cost=pareto.get_cost_info(results, budget_s),
     )

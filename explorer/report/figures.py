@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.report._format import STATUS_TEXT, fmt_auc, fmt_value, is_missing, split_name
+from explorer.report.pareto import pareto_plot
 
 RECIPE, BASELINE, STOPPED = "#1f77b4", "#d62728", "#ff7f0e"
 TEMPLATE = "plotly_white"
@@ -232,5 +233,6 @@ def make_figures(data) -> list[FigureSpec]:
         ("curves", "Learning curves", curves_plot(data.curves)),
         ("roc", "ROC curves", roc_plot(data.roc)),
         ("loss", "MAE pre-training loss", loss_plot(data.mae)),
+        ("pareto", "Validation mean AUC against cost", pareto_plot(data.cost)),
     ]
     return [FigureSpec(key, title, fig) for key, title, fig in candidates if fig is not None]

@@ -19,6 +19,7 @@ import plotly.offline
 from explorer.report import sections
 from explorer.report._markup import Markup, join, tag
 from explorer.report.figures import FigureSpec
+from explorer.report.pareto import cost_section
 from explorer.report.study_html import study_section
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
@@ -78,8 +79,9 @@ def render_page(data, figures: list[FigureSpec], tables_note: str = "") -> str:
         return plot_div(figures[ids[key]], ids[key]) if key in ids else Markup("")
 
     title = f"Recipe search '{data.name}'"
+    toc = TOC + ((("cost", "Cost"),) if data.cost is not None else ())  # costs recorded
     nav = tag("nav", tag("ol", *(tag("li", tag("a", text, href=f"#{anchor}"))
-                                  for anchor, text in TOC)))
+                                  for anchor, text in toc)))
     body = [
         tag("h1", title),
         tag("p", f"Data source: {data.source or 'unknown'}; scale: {data.scale or 'unknown'}. "
@@ -96,6 +98,7 @@ def render_page(data, figures: list[FigureSpec], tables_note: str = "") -> str:
         sections.mae_section(data.mae, fig),
         sections.repro_section(data.repro),
         study_section(data.study),
+        cost_section(data.cost, fig),
         tag("p", tables_note, class_="note") if tables_note else "",
     ]
     figures_js = ",\n".join(f'["fig-{i}", {figure_json(s)}]' for i, s in enumerate(figures))

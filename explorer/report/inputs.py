@@ -35,6 +35,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "encoders": {"pretrain_key": TEXT},
     "encoder_epochs": {"pretrain_key": TEXT, "epoch": NUM, "loss": NUM},
     "reconstructions": {"pretrain_key": TEXT, "image_id": TEXT, "panel": TEXT, "png": BYTES},
+    "encoder_probes": {"pretrain_key": TEXT, "epoch": NUM, "probe": TEXT, "value": NUM},
 }
 #: Optional columns: checked for their kind when present.
 OPTIONAL = {"trials": {"val_mean_auc": NUM, "test_mean_auc": NUM, "wall_time_s": NUM},

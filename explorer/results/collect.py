@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from explorer.metrics import per_class_auc
-from explorer.results.store import PARAM_PREFIX, write_results
+from explorer.names import ENCODER_PROBES
+from explorer.results.cost import add_trial_costs, devices, encoder_cost, search_cost
+from explorer.results.store import PARAM_PREFIX, STAGE_FILE, write_results
 from explorer.storage import ENCODERS, Store, as_store, read_json
 from explorer.train.artifacts import TrialArtifacts
 
@@ -112,25 +114,34 @@ def labels_frame(data) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _encoders(store: Store, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    enc_rows, epoch_rows, recon = [], [], []
+def _encoders(store: Store, keys: list[str], run: str, trial_ids: set[str], n_devices: float
+              ) -> tuple[pd.DataFrame, ...]:
+    """encoders, encoder_epochs, reconstructions and encoder_probes tables (``cost``: what
+    each encoder cost, and what the search ``run`` paid of it, ``n_devices`` per run)."""
+    enc_rows, epoch_rows, recon, probes = [], [], [], []
     for key in keys:
         store.pull(f"{ENCODERS}/{key}", exact=False)  # remote storage: all but the weights
         d = store.path(f"{ENCODERS}/{key}")
         meta = read_json(d / "meta.json", {}) or {}
         losses = read_json(d / "losses.json", []) or []
         users = sorted(p.name for p in (d / "users").glob("*")) if (d / "users").is_dir() else []
+        cost = encoder_cost(d, run, trial_ids)
         enc_rows.append({"pretrain_key": key, "trained_by": meta.get("trained_by"),
                          "used_by": users, "epochs": len(losses),
                          "final_loss": losses[-1]["loss"] if losses else None,
                          "wall_time_s": meta.get("wall_time_s"),
-                         "config_json": json.dumps(meta.get("inputs", {}), sort_keys=True)})
-        epoch_rows += [{"pretrain_key": key, "epoch": e["epoch"], "loss": e["loss"]}
-                       for e in losses]
+                         "config_json": json.dumps(meta.get("inputs", {}), sort_keys=True),
+                         "complete": cost["complete"], "device_s": cost["total_s"] * n_devices,
+                         "here_device_s": cost["here_s"] * n_devices,
+                         "epochs_here": cost["epochs_here"]})
+        epoch_rows += [{"pretrain_key": key, "epoch": e["epoch"], "loss": e["loss"],
+                        "time_s": e.get("time_s")} for e in losses]
+        probes += [{"pretrain_key": key, **r} for r in read_json(d / ENCODER_PROBES, []) or []]
         if (d / "reconstructions.parquet").is_file():
             recon.append(pd.read_parquet(d / "reconstructions.parquet").assign(pretrain_key=key))
     return (pd.DataFrame(enc_rows), pd.DataFrame(epoch_rows),
-            pd.concat(recon, ignore_index=True) if recon else pd.DataFrame())
+            pd.concat(recon, ignore_index=True) if recon else pd.DataFrame(),
+            pd.DataFrame(probes, columns=["pretrain_key", "epoch", "probe", "value", "time_s"]))
 
 
 def collect(run_dir: Path, storage: Store | Path, searched: list[str], data,
@@ -161,10 +172,35 @@ def collect(run_dir: Path, storage: Store | Path, searched: list[str], data,
         test_means = (classes[classes["split"] == "test"].groupby("trial_id")["auc"].mean())
         trials["test_mean_auc"] = trials["trial_id"].map(test_means)
     keys = sorted({k for k in trials.get("pretrain_key", [])
-                   if isinstance(k, str) and not k.startswith("file:")})
-    encoders, encoder_epochs, recon = _encoders(as_store(storage), keys)
+                   if isinstance(k, str) and not k.startswith("file:")} | set(stage_keys(run_dir)))
+    base = meta.get("base_recipe") or {}
+    encoders, encoder_epochs, recon, probes = _encoders(
+        as_store(storage), keys, Path(run_dir).name, {t for t, _ in search_trials},
+        devices(base)[1])
+    epochs_df = pd.DataFrame(epochs)
+    recipes = {r["trial_id"]: json.loads(r["config_json"]) for r in rows}
+    trials = add_trial_costs(trials, epochs_df, encoders, recipes,
+                             {b["run_id"] for b in baseline_runs if b.get("cached")})
+    meta = {**meta, "cost": search_cost(trials, encoders), "stage": stage_records(run_dir)}
     if len(pred_df):
         pred_df = pred_df[["trial_id", "split", "image_id", "patient_id", *findings]]
-    return write_results(run_dir, meta, trials=trials, epochs=pd.DataFrame(epochs),
+    return write_results(run_dir, meta, trials=trials, epochs=epochs_df,
                          classes=classes, predictions=pred_df, labels=labels, encoders=encoders,
-                         encoder_epochs=encoder_epochs, reconstructions=recon)
+                         encoder_epochs=encoder_epochs, reconstructions=recon,
+                         encoder_probes=probes)
+
+
+def stage_records(run_dir: Path) -> list[dict]:
+    """Every recipe the search's pre-training stage drew (``explorer.search.pretraining``),
+    stopped ones included: {params, key (its encoder), status}."""
+    run_dir = Path(run_dir)
+    out = []
+    for path in [run_dir / STAGE_FILE, *sorted(run_dir.glob(f"extend-*/{STAGE_FILE}"))]:
+        record = read_json(path, {}) or {}
+        out += [{k: c.get(k) for k in ("params", "key", "status")}
+                for c in record.get("configs", [])]
+    return out
+
+
+def stage_keys(run_dir: Path) -> list[str]:
+    return [c["key"] for c in stage_records(run_dir) if c.get("key")]

@@ -12,6 +12,10 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
     finalist bool, seed int, wall_time_s float, config_hash str, config_json str,
     pretrain_key str|None, pretrain_role {"trained", "reused", "imported", "none"},
     resumes int (times fine-tuning restarted from a checkpoint: worker or trial restart, resume),
+    cost (``explorer.results.cost``): device {"CPU", "GPU"}, finetune_device_s,
+    pretrain_device_s (the whole encoder), pretrain_share_device_s (this search's share),
+    cost_device_s (what this search spent on the trial), recipe_device_s (what the recipe costs
+    from scratch at its full budget), gpu_hours (GPU runs only),
     start_method {"random", "imagenet", "imagenet_mae", "mocov2", "mae", "continued_mae",
     "weights_file", "imported"}, start_text str (e.g. "MoCo v2 on chestxray14 train 75,312 +
     chexpert train 191,027 = 266,339 images"), start_data str|None (the pre-training data),
@@ -27,15 +31,21 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
                              only for finalists and baselines (scored once).
 ``labels.parquet``           split, image_id, patient_id, one int8 column per finding
 ``encoders.parquet``         pretrain_key, trained_by, used_by (list[str]), epochs, final_loss,
-                             wall_time_s, config_json
-``encoder_epochs.parquet``   pretrain_key, epoch, loss
+                             wall_time_s, config_json, complete (False: multi-fidelity
+                             pre-training stopped it), device_s (all of its pre-training),
+                             here_device_s and epochs_here (what this search paid)
+``encoder_epochs.parquet``   pretrain_key, epoch, loss, time_s
+``encoder_probes.parquet``   pretrain_key, epoch, probe {"linear", "knn"}, value (validation mean
+                             AUC of the probe on frozen features), time_s
 ``reconstructions.parquet``  pretrain_key, image_id, panel {"masked", "reconstruction",
                              "original"}, png (bytes)
 ``meta.json``                name, spec, spec_yaml, scale, metric, searched (param -> space),
                              pretrain_pools (fingerprint -> sources, sizes, leakage-guard counts),
                              num_samples, findings, data (source, fingerprint, split sizes,
                              patients, positives per split, skipped/missing files), seeds,
-                             versions, git_commit, hardware, stage_wall_s, finalists_k, created
+                             versions, git_commit, hardware, stage_wall_s, finalists_k, created,
+                             cost (the search's whole spend: ``explorer.results.cost``),
+                             stage (the pre-training stage's recipes: params, key, status)
 """
 
 from __future__ import annotations
@@ -57,7 +67,10 @@ TABLES = (
     "encoders",
     "encoder_epochs",
     "reconstructions",
+    "encoder_probes",
 )
+#: The pre-training stage's record in the experiment folder (``explorer.search.pretraining``).
+STAGE_FILE = "pretraining.json"
 PARAM_PREFIX = "param/"
 STATUSES = ("completed", "stopped_early", "failed", "running")
 
@@ -75,6 +88,7 @@ class Results:
     encoders: pd.DataFrame
     encoder_epochs: pd.DataFrame
     reconstructions: pd.DataFrame
+    encoder_probes: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -67,11 +67,16 @@ def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, poin
         return restore_tuner(path, trainable, resume_errored=retry_failed,
                              journal=journal_path(exp.dir))
     n_parallel = concurrency(ctx.base, ctx.cluster.resources, search.max_concurrent)
+    searcher = build_searcher(ctx.loaded, exp.dir, exp.name, points=points)
+    if search.pretraining.staged and ctx.base.uses_mae_pretraining:
+        from explorer.search.pretraining import stage_searcher
+
+        searcher = stage_searcher(ctx, searcher, path, num_samples, n_parallel)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE,
-            search_alg=build_searcher(ctx.loaded, exp.dir, exp.name, points=points),
+            search_alg=searcher,
             scheduler=build_scheduler(ctx.loaded), num_samples=num_samples,
             max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # a new process per trial costs ~4 s of imports (bench/)
@@ -92,12 +97,13 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
     """
     from ray import tune
 
+    from explorer.search.pretraining import drawn
     from explorer.search.study import exhausted, settle_study
     from explorer.search.tuning import space_params
 
     exp = ctx.exp
     context = {"run": exp.name, "store": exp.store, "base_recipe": ctx.base_dict,
-               "data": ctx.shipped}
+               "data": ctx.shipped, "cost_metric": ctx.loaded.spec.search.multi_objective}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, context=context),
                                     trial_resources(ctx.base))
     parts = [(exp.dir, exp.name, ctx.loaded.spec.search.num_samples, True)]
@@ -113,7 +119,7 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
         states += part
         if _unfinished(part):
             return None
-        if len(part) < n:
+        if len(part) < n and drawn(path) < n:  # multi-fidelity: stopped recipes count
             size = exhausted(exp.dir, exp.name)
             if size is None:
                 return None

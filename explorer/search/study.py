@@ -51,7 +51,8 @@ def settle_study(run_dir: Path, name: str, states: list[tuple[str, dict]],
     trials = [t for t in study.get_trials(deepcopy=False) if DUPLICATE_ATTR not in t.user_attrs]
     complete = {key(t.params) for t in trials if t.state == TrialState.COMPLETE}
     added = 0
-    for trial_id, st in states:
+    # A multi-objective study is told no retried values: the summary holds no cost to tell.
+    for trial_id, st in states if len(study.directions) == 1 else []:
         if st["status"] != "TERMINATED":
             continue
         art = TrialArtifacts(run_dir / "trials" / trial_id)

@@ -88,6 +88,10 @@ def run_worker(job: dict, session: Session) -> dict:
         drop_resume_state(art)
         art.commit()
 
+    if job.get("cost_metric"):  # a multi-objective search (explorer.search.objectives)
+        from explorer.search.objectives import CostReporting
+
+        session = CostReporting(session, job["recipe"], encoder, recipe.finetune.epochs)
     return finetune_loop(recipe, data, session, encoder, art, on_finish=finish)
 
 
@@ -135,7 +139,8 @@ def search_trainable(config: dict, context: dict) -> None:
     recipe_dict = trial_recipe_dict(context["base_recipe"], config)
     job = {"kind": "recipe", "trial_id": trial_id, "params": dict(config),
            "recipe": recipe_dict, "artifacts": f"{context['run']}/trials/{trial_id}",
-           "store": store, "score_test": False, "data": context.get("data")}
+           "store": store, "score_test": False, "data": context.get("data"),
+           "cost_metric": context.get("cost_metric", False)}
     _run(job, recipe_dict, store.path(context["run"]))
 
 

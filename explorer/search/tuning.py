@@ -21,7 +21,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from explorer.names import METRIC, MODE
+from explorer.search.objectives import searcher_objective
 from explorer.search.progress import Progress
 from explorer.search.space import all_configs, config_key, rounded, space_size
 from explorer.spec import LoadedSpec
@@ -141,7 +141,7 @@ class ResumableOptunaSearch(OptunaSearch):
         self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, DUPLICATE_ATTR,
                                                     known.number)
         if known.state == TrialState.COMPLETE:
-            self._ot_study.tell(ot_trial, known.value)  # Optuna's FAQ: the known value
+            self._ot_study.tell(ot_trial, known.values)  # Optuna's FAQ: the known value(s)
         else:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
@@ -186,7 +186,10 @@ def space_params(loaded: LoadedSpec) -> dict[str, dict]:
     return {k: v.model_dump(exclude_none=True) for k, v in loaded.spec.search.params.items()}
 
 
-def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: bool = True):
+def build_searcher(loaded: LoadedSpec, run_dir: Path | None, study_name: str,
+                   points: bool = True):
+    """The search's Optuna searcher; ``run_dir`` None: its study in memory (``explorer.replay``
+    re-runs searches on recorded curves and writes nothing)."""
     import optuna
 
     s = loaded.spec.search
@@ -197,10 +200,12 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: b
     else:
         sampler = optuna.samplers.RandomSampler(seed=s.searcher.seed)
     params = space_params(loaded)
+    metric, mode = searcher_objective(s)  # [auc, cost]: a multi-objective study
     return ResumableOptunaSearch(
         space=functools.partial(suggest_space, params=params), params=params,
-        metric=METRIC, mode=MODE, sampler=sampler, rng_seed=s.searcher.seed,
-        storage=optuna_storage(run_dir), study_name=study_name,
+        metric=metric, mode=mode, sampler=sampler, rng_seed=s.searcher.seed,
+        storage=optuna_storage(run_dir) if run_dir is not None else None,
+        study_name=study_name,
         points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,
     )
 
@@ -237,6 +242,8 @@ def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path 
                                resume_errored=resume_errored)
     internal = tuner._local_tuner  # None only through a Ray Client (ray://), not supported
     searcher = internal._tune_config.search_alg
+    while not isinstance(searcher, ResumableOptunaSearch) and hasattr(searcher, "searcher"):
+        searcher = searcher.searcher  # inside the pre-training stage (search/pretraining.py)
     if journal is not None and isinstance(searcher, ResumableOptunaSearch):
         searcher.use_journal(journal)
     for callback in internal.get_run_config().callbacks or []:

@@ -50,6 +50,7 @@ def validate_spec(raw: dict, where: str, path: Path | None = None) -> LoadedSpec
     _check_params(loaded, base_dict, where)
     _check_visible_patches(loaded, where)
     _check_scheduler(loaded, where)
+    _check_pretraining(loaded, where)
     for b in spec.baselines:
         _check_baseline(loaded, b, where)
     return loaded
@@ -118,6 +119,23 @@ def _check_scheduler(loaded: LoadedSpec, where: str) -> None:
     if sched.type == "asha" and loaded.grace_period > loaded.max_t:
         raise SpecError(f"{where}: search.scheduler.grace_period ({loaded.grace_period}) exceeds "
                         f"the fine-tuning budget ({loaded.max_t} epochs)")
+
+
+def _check_pretraining(loaded: LoadedSpec, where: str) -> None:
+    pre, base = loaded.spec.search.pretraining, loaded.base
+    if not pre.staged:
+        return
+    key = "search.pretraining." + ("fidelity" if pre.fidelity else "stage")
+    if not base.uses_mae_pretraining:
+        raise SpecError(f"{where}: {key}: the recipe does not pre-train (a CNN, pre-training "
+                        "off, or pretrain.from_checkpoint)")
+    if base.resources.workers != 1:
+        raise SpecError(f"{where}: {key}: the pre-training stage trains each encoder as one "
+                        f"Ray task on one worker; resources.workers is {base.resources.workers}")
+    if pre.fidelity and len(pre.fidelity.epochs(base.pretrain.epochs)) < 2:
+        raise SpecError(f"{where}: {key}.milestones: {pre.fidelity.milestones} of "
+                        f"{base.pretrain.epochs} pre-training epochs leave no milestone before "
+                        "the end")
 
 
 def _check_baseline(loaded: LoadedSpec, b: BaselineSpec, where: str) -> None:

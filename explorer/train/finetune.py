@@ -87,7 +87,9 @@ def _epoch_metrics(st: dict, findings) -> dict[str, Any]:
     best = st["best"] or {}
     m = {"epoch": last["epoch"], "val_mean_auc": last["val_mean_auc"],
          "train_loss": last["train_loss"], "lr": last["lr"],
-         METRIC: best.get("val_mean_auc", float("nan")), "best_epoch": best.get("epoch", 0)}
+         METRIC: best.get("val_mean_auc", float("nan")), "best_epoch": best.get("epoch", 0),
+         # training + validation seconds so far (a multi-objective search's cost)
+         "finetune_s": sum(h.get("epoch_time_s", 0.0) for h in st["history"])}
     for f, auc in zip(findings, last["val_auc"]):
         m[f"val_auc/{f}"] = auc
     return m

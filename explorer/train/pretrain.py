@@ -22,9 +22,17 @@ from pathlib import Path
 
 import torch
 
+from explorer.names import ENCODER_SEGMENTS
 from explorer.spec.config import Recipe
 from explorer.spec.recipes import config_hash
-from explorer.storage import ENCODERS, Store, as_store, atomic_torch_save, atomic_write_bytes
+from explorer.storage import (
+    ENCODERS,
+    Store,
+    as_store,
+    atomic_torch_save,
+    atomic_write_bytes,
+    read_json,
+)
 from explorer.train.cadence import Cadence, Writer, snapshot
 from explorer.train.common import (
     StepPlan,
@@ -93,12 +101,15 @@ def pretrain_key(recipe: Recipe, data_fingerprint: str, plan: StepPlan) -> str:
 
 
 def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
-                  on_save: Callable[[], None] | None = None) -> dict:
+                  on_save: Callable[[], None] | None = None, stop_at: int | None = None) -> dict:
     """Train an MAE on ``data.train`` images; resume from ``workdir/partial.pt``.
 
     Returns the final MAE state dict (released-checkpoint key layout). At the ``checkpoint``
     cadence, rank 0 writes ``partial.pt`` and ``losses.json`` (mean loss per epoch) from a
     background thread, then calls ``on_save`` there; the other ranks never wait for it.
+    ``stop_at``: end after this epoch (a milestone of multi-fidelity pre-training) with
+    ``partial.pt`` written for it; the lr schedule stays the full budget's, so a later call
+    continues exactly where this one stopped.
     """
     from explorer.data import XrayDataset, build_transform
     from explorer.data.transforms import device_batches, model_input
@@ -147,8 +158,9 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
     cadence, writer = Cadence(recipe.checkpoint, start), Writer() if session.is_main else None
     updates = start * plan.updates_per_epoch
     scheduler.step_update(updates)
+    end = p.epochs if stop_at is None else min(stop_at, p.epochs)
     try:
-        for epoch in range(start, p.epochs):
+        for epoch in range(start, end):
             t0 = time.perf_counter()
             loss, updates, waited = train_one_epoch(model, batches, optimizer, scheduler, plan,
                                                     epoch, seed, updates, step)
@@ -158,7 +170,8 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
                            "images": plan.batches_per_epoch * plan.per_step_batch
                            * plan.world_size, "end": time.time()})
             # the last epoch's state is the encoder itself (written by ensure_encoder)
-            if writer is not None and epoch + 1 < p.epochs and cadence.due(epoch + 1):
+            due = cadence.due(epoch + 1) or epoch + 1 == end
+            if writer is not None and epoch + 1 < p.epochs and due:
                 cadence.mark(epoch + 1)
                 writer.submit(functools.partial(save, {
                     "model": snapshot(unwrap(model).state_dict()),
@@ -207,6 +220,22 @@ def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
     return out.getvalue()
 
 
+def finish_encoder(recipe: Recipe, data, store: Store, key: str, plan: StepPlan, state: dict,
+                   trained_by: str, wall_time_s: float, start: dict | None = None) -> None:
+    """Rank 0: write a fully pre-trained encoder into the cache (``encoder.pt`` last: its
+    presence marks the encoder complete) and drop the resume state."""
+    rel = f"{ENCODERS}/{key}"
+    enc_dir = store.path(rel)
+    earlier = read_json(enc_dir / ENCODER_SEGMENTS, []) or []  # a staged encoder's earlier segments
+    meta = {"key": key, "trained_by": trained_by,
+            "wall_time_s": wall_time_s + sum(float(s["wall_s"]) for s in earlier),
+            "method": recipe.pretrain.method, "start": start,
+            "inputs": pretrain_inputs(recipe, data.fingerprint, plan), "plan": plan.record()}
+    _write_encoder(recipe, state, data, enc_dir, meta)
+    store.push(rel, exact=False, last=("encoder.pt",))  # last: marks it complete
+    store.delete(f"{rel}/partial.pt")
+
+
 def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
                    ) -> EncoderInfo:
     """The trial's encoder: imported, found in the shared cache, or pre-trained here (once)."""
@@ -248,14 +277,8 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
         state = _loop(recipe)(recipe, data, session, enc_dir,
                               on_save=lambda: store.push(rel, exact=False))
         if session.is_main:
-            meta = {"key": key, "trained_by": session.trial_id,
-                    "wall_time_s": time.perf_counter() - t0, "method": p.method,
-                    "start": start,
-                    "inputs": pretrain_inputs(recipe, data.fingerprint, plan),
-                    "plan": plan.record()}
-            _write_encoder(recipe, state, data, enc_dir, meta)
-            store.push(rel, exact=False, last=("encoder.pt",))  # last: marks it complete
-            store.delete(f"{rel}/partial.pt")
+            finish_encoder(recipe, data, store, key, plan, state, session.trial_id,
+                           time.perf_counter() - t0, start)
         session.barrier()
     finally:
         if session.is_main:

@@ -36,7 +36,9 @@ def test_build_report_writes_page_and_copies_the_tables(store, tmp_path, monkeyp
     index = build_report(store, n_resamples=50)
     assert index == tmp_path / "reports" / "fixture" / "index.html"  # default: reports/<name>
     src = store / "results"
-    for name in [*(f"{t}.parquet" for t in TABLES), "meta.json"]:
+    written = [f"{t}.parquet" for t in TABLES if (src / f"{t}.parquet").is_file()]
+    assert len(written) >= len(TABLES) - 1  # the fixture has no encoder_probes (optional)
+    for name in [*written, "meta.json"]:
         assert (index.parent / name).read_bytes() == (src / name).read_bytes()
     assert index.read_text().startswith("<!DOCTYPE html>")
 

@@ -12,7 +12,8 @@ SPLIT_NAMES = {"val": "validation", "test": "test"}
 ARCH_NAMES = {"densenet121": "DenseNet-121", "resnet50": "ResNet-50", "vit_small": "ViT-S",
               "vit_base": "ViT-B", "vit_tiny": "ViT-Ti"}
 STATUS_TEXT = {"completed": "completed", "stopped_early": "stopped early by ASHA",
-               "failed": "failed", "running": "still running"}
+               "failed": "failed", "running": "still running",
+               "missing": "finished, record missing"}
 
 
 def is_missing(x) -> bool:

@@ -31,6 +31,10 @@ from explorer.spec import LoadedSpec
 DUPLICATE_ATTR = "duplicate_of"
 EXHAUSTED_ATTR = "space_exhausted"
 LOST_NOTE = "lost in an interruption"  # set by explorer.search.study.settle_study
+#: Optuna user attribute {trial_id, run}: the Tune trial a suggestion became, and its Tune run
+#: (the run folder relative to the experiment's, "." for the main one), so that a run whose
+#: Tune state is lost can be rebuilt from the journal (explorer.search.rebuild).
+TUNE_ATTR = "tune"
 MAX_REDRAWS = 20
 
 
@@ -44,8 +48,9 @@ class ResumableOptunaSearch(OptunaSearch):
     """
 
     def __init__(self, *args, params: dict[str, dict] | None = None, rng_seed: int = 0,
-                 **kwargs):
+                 run: str = ".", **kwargs):
         super().__init__(*args, **kwargs)
+        self.run = run
         #: The journal this process must use after a restore (``use_journal``); None: the one
         #: the searcher was built with.
         self.journal: str | None = None
@@ -96,9 +101,20 @@ class ResumableOptunaSearch(OptunaSearch):
         A proposal equal to a known configuration is told to Optuna as what it is (the known
         trial's value, or a failure while that trial still runs, tagged ``duplicate_of``) and
         the sampler is asked again. A sampler stuck on known ground gets an untried
-        configuration enqueued for it.
+        configuration enqueued for it. The trial is tagged with its Tune id and run
+        (``TUNE_ATTR``).
         """
-        if trial_id in self._ot_trials or not self._params:  # restored: keeps its config
+        if trial_id in self._ot_trials:  # restored: keeps its config
+            return super().suggest(trial_id)
+        config = self._suggest_new(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_study._storage.set_trial_user_attr(
+                self._ot_trials[trial_id]._trial_id, TUNE_ATTR,
+                {"trial_id": trial_id, "run": getattr(self, "run", ".")})
+        return config
+
+    def _suggest_new(self, trial_id: str):
+        if not self._params:
             return super().suggest(trial_id)
         taken = self._taken()
         if self._size is not None and len(taken) >= self._size:
@@ -186,7 +202,10 @@ def space_params(loaded: LoadedSpec) -> dict[str, dict]:
     return {k: v.model_dump(exclude_none=True) for k, v in loaded.spec.search.params.items()}
 
 
-def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: bool = True):
+def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: bool = True,
+                   run: str = "."):
+    """The Optuna searcher on the study in ``run_dir``'s journal; ``run``: its Tune run, as
+    ``TUNE_ATTR`` names it."""
     import optuna
 
     s = loaded.spec.search
@@ -199,7 +218,7 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: b
     params = space_params(loaded)
     return ResumableOptunaSearch(
         space=functools.partial(suggest_space, params=params), params=params,
-        metric=METRIC, mode=MODE, sampler=sampler, rng_seed=s.searcher.seed,
+        metric=METRIC, mode=MODE, sampler=sampler, rng_seed=s.searcher.seed, run=run,
         storage=optuna_storage(run_dir), study_name=study_name,
         points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,
     )
@@ -222,7 +241,7 @@ def trial_dirname(trial) -> str:
 
 
 def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path | None = None,
-                  started=None):
+                  started=None, watch=None):
     """``Tuner.restore`` of the Tune experiment at ``path``, pointed at this process.
 
     What Tune restores was pickled by the process that started the experiment, maybe on
@@ -233,13 +252,21 @@ def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path 
     """
     from ray import tune
 
+    from explorer.search.faults import FaultWatch
+    from explorer.storage.tunefs import tune_filesystem
+
     tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
-                               resume_errored=resume_errored)
+                               resume_errored=resume_errored,
+                               storage_filesystem=tune_filesystem())
     internal = tuner._local_tuner  # None only through a Ray Client (ray://), not supported
     searcher = internal._tune_config.search_alg
     if journal is not None and isinstance(searcher, ResumableOptunaSearch):
         searcher.use_journal(journal)
-    for callback in internal.get_run_config().callbacks or []:
+    run_config = internal.get_run_config()
+    callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, FaultWatch)]
+    for callback in callbacks:
         if isinstance(callback, Progress):
             callback.started = started
+    # a run started before FaultWatch existed has none: this process' watch either way
+    run_config.callbacks = callbacks + ([watch] if watch is not None else [])
     return tuner

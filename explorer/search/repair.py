@@ -77,8 +77,7 @@ def repair_journal(path: Path, shown: str) -> str | None:
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
-    what = ("its last line was cut off" if whole == 0 else
-            f"a damaged line and the {whole} after it (a write cut off, then appended to)"
-            if whole > 1 else "its damaged last line")
-    return (f"note: {shown}: removed {what}, {len(cut)} bytes; the study keeps its first "
-            f"{lines} records")
+    what = ("its last line was cut off by an interrupted write; removed it" if whole == 0 else
+            f"its last {whole} line(s) are damaged (a write cut off, then appended to); "
+            f"removed them")
+    return f"note: {shown}: {what} ({len(cut)} bytes), the study keeps its first {lines} records"

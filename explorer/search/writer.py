@@ -18,6 +18,7 @@ import contextlib
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 
 from explorer.errors import UserError
@@ -53,7 +54,9 @@ def sole_writer(store: Store, name: str, where: str) -> Iterator[None]:
     later, e.g. for bad data, leaves nothing behind)."""
     folder = store.path(name)
     existed = folder.exists()
-    lock = store.lock(f"{name}/{LOCK}", owner=f"{socket.gethostname()}:{os.getpid()}")
+    # unique per driver: a lock object held by the same owner counts as one's own
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    lock = store.lock(f"{name}/{LOCK}", owner=owner)
     if not lock.try_acquire():
         raise ExperimentBusy(busy_message(where, lock.holder(), lock_timing()[0]))
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,14 +103,22 @@ def trial_error_text(trial) -> str:
     return ""
 
 
+class Halted(Exception):
+    """The run beside a search that stopped was stopped with it (``FaultWatch.halt``)."""
+
+
 class FaultWatch(Callback):
     """Stops a Tune run with a ``StorageFault`` when a trial fails on one, or when Tune's own
-    state could not be written (``FaultLog``). ``where``: the experiment, as messages name it."""
+    state could not be written (``FaultLog``); with ``Halted`` once ``halt`` is set (the
+    baselines' run, in a thread, when the search stops). ``where``: the experiment, as
+    messages name it."""
 
     log: FaultLog | None = None
+    halt: threading.Event | None = None
 
-    def __init__(self, where: str, log: FaultLog | None = None):
-        self.where, self.log = where, log
+    def __init__(self, where: str, log: FaultLog | None = None,
+                 halt: threading.Event | None = None):
+        self.where, self.log, self.halt = where, log, halt
 
     def __getstate__(self) -> dict:
         return {"where": self.where}
@@ -126,6 +135,8 @@ class FaultWatch(Callback):
         self._check_trial(trial)
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self.halt is not None and self.halt.is_set():
+            raise Halted()  # like a crash: Tune saves no state on the way out
         if self.log is not None and self.log.fault is not None:
             code, path = self.log.fault
             raise StorageFault(code, path, self.where, by="Tune's state")

@@ -10,13 +10,20 @@ import os
 import pickle
 import signal
 import socket
+import threading
 from types import SimpleNamespace
 
 import optuna
 import pytest
 
 from explorer.search.cli import wrapped_user_error
-from explorer.search.faults import FaultLog, FaultWatch, Terminated, sigterm_as_interrupt
+from explorer.search.faults import (
+    FaultLog,
+    FaultWatch,
+    Halted,
+    Terminated,
+    sigterm_as_interrupt,
+)
 from explorer.search.rebuild import state_damage
 from explorer.search.repair import repair_journal, sweep_temporaries
 from explorer.search.writer import ExperimentBusy, sole_writer
@@ -137,6 +144,18 @@ def test_a_trial_that_failed_on_a_full_disk_stops_the_run_before_tune_retries_it
         FaultWatch("runs/exp").on_trial_recover(iteration=1, trials=[trial], trial=trial)
     err.write_text("ValueError: a bug\n")
     FaultWatch("runs/exp").on_trial_error(iteration=1, trials=[trial], trial=trial)  # not ours
+
+
+def test_the_baselines_run_is_halted_when_the_search_stops_and_pickles_without_its_event():
+    halt = threading.Event()
+    watch = FaultWatch("runs/exp", FaultLog(), halt=halt)
+    watch.on_step_begin(iteration=1, trials=[])
+    halt.set()
+    with pytest.raises(Halted):
+        watch.on_step_begin(iteration=2, trials=[])
+    restored = pickle.loads(pickle.dumps(watch))  # as Tune keeps it in tuner.pkl
+    assert restored.where == "runs/exp" and restored.halt is None and restored.log is None
+    restored.on_step_begin(iteration=3, trials=[])
 
 
 def test_sigterm_is_an_interrupt_and_a_wrapped_user_error_is_found():

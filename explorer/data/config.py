@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from explorer.data.findings import CHEXPERT_FINDINGS
 from explorer.schema import Strict as _Strict
@@ -146,3 +146,61 @@ class DataConfig(_Strict):
     @classmethod
     def _expand(cls, v: str | None) -> str | None:
         return v if v is None else str(v)
+
+
+#: Fields that decide how pixels are stored and normalised: a pooled source always takes them
+#: from the recipe's ``data`` section, so every pooled image is cached and fed like the others.
+GEOMETRY_FIELDS = ("image_size", "eval_crop_pct", "cache_size", "mean", "std", "loader_workers")
+PoolSplit = Literal["train", "val", "test"]
+#: What a ``folder`` entry takes besides source, root and splits.
+FOLDER_OPTIONS = ("images", "split_seed")
+
+
+class PoolSourceConfig(BaseModel):
+    """One entry of ``pretrain.data``: a source whose images (labels ignored) join the
+    pre-training pool.
+
+    Any ``data`` source works, with any of its ``data`` options (``csv_file``, ``frontal_only``,
+    ``images`` caps...), plus ``folder``: every image file under ``root`` (recursively),
+    unlabelled, each its own patient. An entry of the fine-tuning data's own source starts from
+    the recipe's ``data`` section (same root, split seed, caps), so ``{source: chestxray14}``
+    means "NIH's train split, as fine-tuning splits it"; other sources start from the defaults.
+    Geometry (``GEOMETRY_FIELDS``) always comes from the recipe's ``data``.
+
+    The options are kept exactly as written (``extra="allow"``, checked against ``DataConfig``
+    here), so a recipe dumped and validated again still knows which ones the user set.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    source: Literal[SourceName, "folder"]  # type: ignore[valid-type]
+    root: str | None = None
+    splits: list[PoolSplit] = Field(
+        default_factory=lambda: ["train"],
+        description="which of the source's splits to pool (folder: ignored, every image)")
+
+    @model_validator(mode="after")
+    def _options_fit_the_source(self):
+        options = dict(self.model_extra or {})
+        geometry = sorted(set(options) & set(GEOMETRY_FIELDS))
+        if geometry:
+            raise ValueError(f"{geometry[0]} is set by the recipe's data section for every "
+                             f"pooled source (pooled images are cached and normalised alike): "
+                             f"remove it here")
+        if not self.splits:
+            raise ValueError("splits is empty: pool at least one of train, val, test")
+        if self.source == "folder":
+            unknown = sorted(set(options) - set(FOLDER_OPTIONS))
+            if unknown:
+                raise ValueError(f"'{unknown[0]}' is not an option of a folder source "
+                                 f"(options: {', '.join(FOLDER_OPTIONS)})")
+            options.pop("source", None)
+            DataConfig.model_validate({k: v for k, v in options.items()})
+        else:
+            DataConfig.model_validate({**options, "source": self.source, "root": self.root})
+        return self
+
+    @property
+    def options(self) -> dict:
+        """The ``data`` options written for this entry (besides source, root and splits)."""
+        return dict(self.model_extra or {})

@@ -151,7 +151,16 @@ def shape_str(t: Tensor | torch.Size) -> str:
 
 def load_fitting_state(model: nn.Module, state: Mapping[str, Tensor], *, what: str, source: str,
                        may_be_missing: Callable[[str], bool], fix: str) -> None:
-    """Load ``state`` into ``model`` after checking, in the model's key order, that it fits.
+    """``check_fitting_state``, then load ``state`` into ``model`` (non-strict: the tensors
+    allowed to be missing keep their initialisation)."""
+    check_fitting_state(model, state, what=what, source=source, may_be_missing=may_be_missing,
+                        fix=fix)
+    model.load_state_dict(state, strict=False)
+
+
+def check_fitting_state(model: nn.Module, state: Mapping[str, Tensor], *, what: str,
+                        source: str, may_be_missing: Callable[[str], bool], fix: str) -> None:
+    """Check, in the model's key order, that ``state`` fits ``model``.
 
     Every model tensor must be in ``state`` with the same shape unless ``may_be_missing(name)``
     (fresh heads and the like keep their initialisation); ``state`` may hold nothing else.
@@ -176,4 +185,3 @@ def load_fitting_state(model: nn.Module, state: Mapping[str, Tensor], *, what: s
         if name not in model_state:
             raise CheckpointError(f"{source}: tensor '{name}' {shape_str(tensor)} has no place "
                                   f"in the {what}; {hint}")
-    model.load_state_dict(state, strict=False)

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
 ARCH_NAMES = {"densenet121": "DenseNet-121", "resnet50": "ResNet-50", "vit_small": "ViT-S",
-              "vit_base": "ViT-B", "vit_tiny": "ViT-Ti"}
+              "vit_base": "ViT-B", "vit_tiny": "ViT-Ti", "vit_nano": "ViT-nano",
+              "vit_micro": "ViT-micro"}
 STATUS_TEXT = {"completed": "completed", "stopped_early": "stopped early by ASHA",
                "failed": "failed", "running": "still running",
                "missing": "finished, record missing"}

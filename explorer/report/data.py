@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from explorer.report import budget, curves, knobs, leaderboard, repro, verdict
+from explorer.report import budget, curves, knobs, leaderboard, repro, study, verdict
 from explorer.report.scores import Evaluation, data_source, evaluate, ranked_trials
 from explorer.results import Results
 
@@ -33,6 +33,7 @@ class ReportData(NamedTuple):
     roc: curves.RocInfo
     mae: curves.MaeInfo
     repro: repro.ReproInfo
+    study: study.StudyTableInfo
 
 
 def collect(results: Results, *, n_resamples: int | None = None, seed: int = 0) -> ReportData:
@@ -62,4 +63,5 @@ def collect(results: Results, *, n_resamples: int | None = None, seed: int = 0) 
         roc=curves.get_roc_info(results, v),
         mae=curves.get_mae_info(results, v, ranked),
         repro=repro.get_repro_info(results, seed),
+        study=study.get_study_table_info(results, ev, ranked),
     )

@@ -19,6 +19,7 @@ import plotly.offline
 from explorer.report import sections
 from explorer.report._markup import Markup, join, tag
 from explorer.report.figures import FigureSpec
+from explorer.report.study_html import study_section
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
                  "modeBarButtonsToRemove": ["sendDataToCloud"]}
@@ -31,6 +32,7 @@ TOC = (
     ("roc", "ROC curves"),
     ("mae", "MAE reconstructions"),
     ("repro", "Reproducibility"),
+    ("study", "The study's table"),
 )
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0;
@@ -93,6 +95,7 @@ def render_page(data, figures: list[FigureSpec], tables_note: str = "") -> str:
         sections.roc_section(data.roc, fig),
         sections.mae_section(data.mae, fig),
         sections.repro_section(data.repro),
+        study_section(data.study),
         tag("p", tables_note, class_="note") if tables_note else "",
     ]
     figures_js = ",\n".join(f'["fig-{i}", {figure_json(s)}]' for i, s in enumerate(figures))

@@ -60,6 +60,7 @@ class LeaderRow(NamedTuple):
     resumes: int = 0  # restarts from a checkpoint (a killed worker, a retried trial, --resume)
     still_improving: bool = False  # best epoch = last and still rising (report.budget)
     encoder_learning: bool = False  # its MAE encoder's loss was still falling steeply
+    start: str | None = None  # what it started from, on which data ("MoCo v2 on ...")
 
 
 class SeedSpread(NamedTuple):
@@ -71,6 +72,7 @@ class SeedSpread(NamedTuple):
     val_sd: float  # sample sd (ddof=1); NaN with one seed
     test_mean: float
     test_sd: float
+    start: str | None = None  # baselines of one architecture but different starts spread apart
 
 
 class LeaderboardInfo(NamedTuple):
@@ -120,7 +122,8 @@ def get_leaderboard_info(results: Results, ev: Evaluation, ranked: pd.DataFrame,
             shares_encoder_with=shared, wall_time_s=None if is_missing(r.get("wall_time_s"))
             else float(r["wall_time_s"]), resumes=_opt_int(r.get("resumes")) or 0,
             still_improving=str(r["trial_id"]) in budget.improving,
-            encoder_learning=key is not None and key in budget.learning))
+            encoder_learning=key is not None and key in budget.learning,
+            start=_opt_str(r.get("start_text"))))
     paths = searched + [p for row in rows for p in row.params if p not in searched]
     labels = results.labels
     has_test = not labels.empty and bool((labels["split"] == "test").any())
@@ -150,13 +153,13 @@ def _mean_sd(values: list) -> tuple[float, float]:
 def _spreads(rows: list[LeaderRow]) -> list[SeedSpread]:
     out = []
     base = [r for r in rows if r.kind == "baseline" and not is_missing(r.val_auc)]
-    for arch in dict.fromkeys(r.arch for r in base):
-        group = sorted((r for r in base if r.arch == arch),
+    for arch, start in dict.fromkeys((r.arch, r.start) for r in base):
+        group = sorted((r for r in base if (r.arch, r.start) == (arch, start)),
                        key=lambda r: (r.seed is None, r.seed or 0))
         val = [r.val_auc for r in group]
         test = [r.test_auc for r in group]
         out.append(SeedSpread(arch, [r.seed for r in group], val, test, *_mean_sd(val),
-                              *_mean_sd(test)))
+                              *_mean_sd(test), start))
     return out
 
 

@@ -94,7 +94,8 @@ def _encoder(r) -> str:
 def leaderboard_section(info, fig) -> Markup:
     paths = info.param_paths
     level = f"{round(100 * info.level)}%"
-    headers = ["#", "model", "kind", "status", "epochs run / planned (best)",
+    headers = ["#", "model", "kind", "start (pre-training data)", "status",
+               "epochs run / planned (best)",
                f"validation mean AUC [{level} CI]", f"test mean AUC [{level} CI]",
                *(param_name(p, paths) for p in paths), "encoder (key, role)", "seed",
                "wall time"]
@@ -113,8 +114,9 @@ def leaderboard_section(info, fig) -> Markup:
         if r.val_ci is None and not is_missing(r.val_auc):
             val += " (trials table; no predictions)"
         params = [fmt_value(r.params.get(p)) if r.kind == "recipe" else "" for p in paths]
-        rows.append([i, r.label, f"{r.kind} ({arch_name(r.arch)})", _status(r), epochs, val,
-                     test, *params, _encoder(r), fmt_int(r.seed), fmt_seconds(r.wall_time_s)])
+        rows.append([i, r.label, f"{r.kind} ({arch_name(r.arch)})", r.start or "not recorded",
+                     _status(r), epochs, val, test, *params, _encoder(r), fmt_int(r.seed),
+                     fmt_seconds(r.wall_time_s)])
     classes = [("baseline" if r.kind == "baseline" else None) if r.status != "failed"
                else "failed" for r in info.rows]
     parts = [
@@ -122,7 +124,7 @@ def leaderboard_section(info, fig) -> Markup:
                  f"{info.n_resamples:,} resamples. Test is scored once, for finalists and "
                  f"baselines only; selection used validation.", class_="note"),
         fig("leaderboard"),
-        table(headers, rows, classes, num_cols=(0, 5, 6)),
+        table(headers, rows, classes, num_cols=(0, 6, 7)),
     ]
     if info.fragile:
         parts.append(tag("p", "Some resamples lacked a positive or negative case of a finding "
@@ -132,7 +134,8 @@ def leaderboard_section(info, fig) -> Markup:
         spread_rows = []
         for s in info.spreads:
             spread_rows.append([
-                arch_name(s.arch), ", ".join(fmt_int(x) for x in s.seeds),
+                arch_name(s.arch) + (f" ({s.start})" if s.start else ""),
+                ", ".join(fmt_int(x) for x in s.seeds),
                 f"{fmt_auc(s.val_mean)} ± {fmt_auc(s.val_sd)}",
                 ", ".join(fmt_auc(x) for x in s.val),
                 f"{fmt_auc(s.test_mean)} ± {fmt_auc(s.test_sd)}",

@@ -39,6 +39,7 @@ class ModelRef(NamedTuple):
     arch: str
     seed: int | None
     description: str  # "mask ratio 0.9, layer decay 0.55" (recipes) or "seed 1" (baselines)
+    start: str | None = None  # "ImageNet supervised (timm densenet121.tv_in1k)", "MAE on ..."
 
 
 class VerdictInfo(NamedTuple):
@@ -73,15 +74,17 @@ def _ref(row: pd.Series | None, searched_paths: list[str]) -> ModelRef | None:
         params = trial_params(row)
         paths = [p for p in searched_paths if p in params] or list(params)  # meta.json order
         desc = ", ".join(f"{param_name(p, paths)} {fmt_value(params[p])}" for p in paths)
+    start = row.get("start_text")
     return ModelRef(str(row["trial_id"]), str(row["label"]), str(row["kind"]), str(row["arch"]),
-                    seed, desc)
+                    seed, desc, None if pd.isna(start) else str(start))
 
 
 def _model_phrase(ref: ModelRef) -> str:
+    # the start comes first: "DenseNet-121 (ImageNet supervised (timm ...), seed 0)"
+    details = "; ".join(d for d in (ref.start, ref.description) if d)
     if ref.kind == "baseline":
-        return f"{arch_name(ref.arch)} ({ref.description})" if ref.description \
-            else arch_name(ref.arch)
-    return f"recipe '{ref.label}'" + (f" ({ref.description})" if ref.description else "")
+        return f"{arch_name(ref.arch)} ({details})" if details else arch_name(ref.arch)
+    return f"recipe '{ref.label}'" + (f" ({details})" if details else "")
 
 
 def _no_test_reason(results: Results, ev: Evaluation, recipe: ModelRef,

@@ -43,6 +43,15 @@ def _wall_time(started: float | None, done: dict | None, summary: dict | None) -
     return end - started if end and started else None
 
 
+def start_columns(start: dict | None) -> dict:
+    """What the model started from (``explorer.train.starts``), flat for the trials table."""
+    start = start or {}
+    return {"start_method": start.get("method"), "start_text": start.get("text"),
+            "start_data": start.get("data"), "start_images": start.get("images"),
+            "start_sources": ",".join(start.get("sources") or []) or None,
+            "start_init": start.get("init")}
+
+
 def _record(art: TrialArtifacts, trial_id: str, kind: str, label: str, state: dict,
             searched: list[str]) -> tuple[dict, list[dict], list[pd.DataFrame]]:
     cfg = art.read_json("config.json", {}) or {}
@@ -67,6 +76,7 @@ def _record(art: TrialArtifacts, trial_id: str, kind: str, label: str, state: di
         "config_hash": cfg.get("config_hash"), "config_json": json.dumps(recipe, sort_keys=True),
         "pretrain_key": enc.get("key"), "pretrain_role": enc.get("role", "none"),
         "resumes": len(art.read_json("resumes.json", []) or []),
+        **start_columns(enc.get("start")),
     }
     for p in searched:
         row[PARAM_PREFIX + p] = params.get(p)

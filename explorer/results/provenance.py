@@ -59,11 +59,12 @@ def hardware(cluster: dict) -> dict:
 
 
 def run_meta(name: str, loaded: LoadedSpec, base_dict: dict, data, cluster: dict,
-             stage_times: dict, runs: list[dict]) -> dict:
+             stage_times: dict, runs: list[dict], pools: dict | None = None) -> dict:
     """``meta.json`` of the results store: everything above, for one run.
 
     ``base_dict``: the base recipe as trials got it (absolute paths); ``data``: its
-    ``DataBundle``; ``cluster``: Ray's resources; ``runs``: the baseline runs.
+    ``DataBundle``; ``cluster``: Ray's resources; ``runs``: the baseline runs; ``pools``: the
+    pre-training pools by fingerprint (``explorer.search.pools.pool_notes``).
     """
     spec, base = loaded.spec, loaded.base.model_validate(base_dict)
     return {
@@ -83,6 +84,9 @@ def run_meta(name: str, loaded: LoadedSpec, base_dict: dict, data, cluster: dict
         "findings": list(data.findings),
         "data": {**data.notes, "fingerprint": data.fingerprint,
                  "source": base.data.source, "image_size": base.data.image_size},
+        # pre-training pools (pretrain.data) by fingerprint: sources, sizes, what the leakage
+        # guard left out and why
+        "pretrain_pools": pools or {},
         # bootstrap: the seed the search's report uses; a rebuild shows the one it used
         "seeds": {"recipe": base.seed, "split": base.data.split_seed,
                   "searcher": spec.search.searcher.seed, "bootstrap": BOOTSTRAP_SEED,

@@ -12,6 +12,11 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
     finalist bool, seed int, wall_time_s float, config_hash str, config_json str,
     pretrain_key str|None, pretrain_role {"trained", "reused", "imported", "none"},
     resumes int (times fine-tuning restarted from a checkpoint: worker or trial restart, resume),
+    start_method {"random", "imagenet", "imagenet_mae", "mocov2", "mae", "continued_mae",
+    "weights_file", "imported"}, start_text str (e.g. "MoCo v2 on chestxray14 train 75,312 +
+    chexpert train 191,027 = 266,339 images"), start_data str|None (the pre-training data),
+    start_images int|None, start_sources str|None (pooled sources, comma-separated),
+    start_init str|None (the named start or file it began from),
     and one column "param/<dotted.path>" per searched parameter.
 ``epochs.parquet``           learning curves: trial_id, epoch (1-based), val_mean_auc, train_loss,
                              lr, epoch_time_s
@@ -27,6 +32,7 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
 ``reconstructions.parquet``  pretrain_key, image_id, panel {"masked", "reconstruction",
                              "original"}, png (bytes)
 ``meta.json``                name, spec, spec_yaml, scale, metric, searched (param -> space),
+                             pretrain_pools (fingerprint -> sources, sizes, leakage-guard counts),
                              num_samples, findings, data (source, fingerprint, split sizes,
                              patients, positives per split, skipped/missing files), seeds,
                              versions, git_commit, hardware, stage_wall_s, finalists_k, created

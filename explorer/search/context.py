@@ -14,15 +14,22 @@ from explorer.spec.recipes import config_hash
 from explorer.storage import BASELINES
 
 #: Recipe fields holding a user's path: resolved once, as trials run in other folders.
-PATH_FIELDS = (("data", "root"), ("pretrain", "from_checkpoint"), ("finetune", "weights"))
+PATH_FIELDS = (("data", "root"), ("pretrain", "from_checkpoint"), ("pretrain", "init_from"),
+               ("finetune", "weights"))
 
 
 def absolute_paths(recipe_dict: dict) -> dict:
-    """User paths resolved against the current directory (trials run elsewhere)."""
+    """User paths resolved against the current directory (trials run elsewhere); named starts
+    (``imagenet``) stay names, pooled sources' roots are resolved too."""
+    from explorer.models.starts import is_named
+
     for section, key in PATH_FIELDS:
         value = recipe_dict.get(section, {}).get(key)
-        if value:
+        if value and not is_named(value):
             recipe_dict[section][key] = str(Path(value).expanduser().resolve())
+    for entry in recipe_dict.get("pretrain", {}).get("data") or []:
+        if entry.get("root"):
+            entry["root"] = str(Path(entry["root"]).expanduser().resolve())
     return recipe_dict
 
 
@@ -78,8 +85,16 @@ def baseline_rel(key: str) -> str:
 
 
 def baseline_key(recipe: Recipe, data_fingerprint: str, scale: str) -> str:
-    """A baseline run's cache key: its recipe, the data's content and the scale."""
+    """A baseline run's cache key: its recipe, the data's content and the scale (and, for one
+    that pre-trains on a pool, what the pool holds, not where it is mounted)."""
     d = recipe.model_dump(mode="json")
     for key in ("root", "loader_workers"):  # where the data is mounted changes nothing
         d["data"].pop(key)
-    return config_hash({"recipe": d, "data": data_fingerprint, "scale": scale})
+    parts = {"recipe": d, "data": data_fingerprint, "scale": scale}
+    if recipe.pretrains and recipe.pretrain.data:
+        from explorer.search.pools import planned_pool
+
+        for entry in d["pretrain"]["data"]:
+            entry.pop("root", None)
+        parts["pool"] = planned_pool(recipe).fingerprint
+    return config_hash(parts)

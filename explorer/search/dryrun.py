@@ -29,9 +29,30 @@ def _images(n: int | None, source: str) -> str:
     return "all"
 
 
+def pool_lines(pool) -> list[str]:
+    """The pre-training pool, planned (no pixels decoded): what it holds, and what the leakage
+    guard leaves out and why."""
+    if pool is None:
+        return []
+    notes = pool.notes()
+    lines = [f"Pre-training data (pretrain.data, labels ignored): {pool.describe()}"]
+    if notes["excluded_total"]:
+        why = "; ".join(f"{n:,} {notes['reasons'][r]}" for r, n in notes["excluded"].items())
+        lines.append(f"  left out by the leakage guard: {notes['excluded_total']:,} ({why})")
+    else:
+        lines.append("  left out by the leakage guard: none (no pooled image or patient is in "
+                     "the fine-tuning data's validation or test split)")
+    return lines
+
+
 def dry_run_text(loaded: LoadedSpec, name: str) -> str:
+    from explorer.data.pool import plan_pool
+
     spec, base = loaded.spec, loaded.base
     s = spec.search
+    # planned here, so a pooled source that does not exist fails the dry run in one line
+    pool = plan_pool(base.data, base.pretrain.data) if base.pretrains and base.pretrain.data \
+        else None
     n_pre, why = loaded.distinct_pretrainings()
     sizes = base.data.images
     train = _images(sizes.train, base.data.source)
@@ -51,6 +72,7 @@ def dry_run_text(loaded: LoadedSpec, name: str) -> str:
          f"Scheduler: ASHA on fine-tuning epochs (grace {loaded.grace_period}, max "
          f"{loaded.max_t}, reduction factor {sched.reduction_factor:g})"),
         f"Pre-trainings needed: {n_pre} ({why})",
+        *pool_lines(pool),
         "Per trial:", *describe_inputs(base),
     ]
     base_runs = []
@@ -58,16 +80,22 @@ def dry_run_text(loaded: LoadedSpec, name: str) -> str:
         seeds = spec.baseline_seeds(b)
         r = loaded.baseline_recipe(b, seed=seeds[0] if seeds else 0, where="baselines")
         base_runs.append((b.recipe, seeds, r))
-        lines.append(f"Baseline: {b.recipe} ({r.model.arch}) x {len(seeds)} seeds {seeds}")
+        lines.append(f"Baseline: {b.recipe} ({r.model.arch}) x {len(seeds)} seeds {seeds}"
+                     + (f", {r.pretrain.method} pre-training shared by its seeds"
+                        if r.pretrains else ""))
     if not spec.baselines:
         lines.append("Baselines: none (baselines: [])")
     lines.append(f"Finalists scored once on the test split: {spec.finalists}")
     lines.append(f"Rough cost (epochs x images; train images: {train}):")
     pre, ft = base.pretrain, base.finetune
-    lines.append(f"  pre-training  {n_pre} x {pre.epochs} epochs x {train} images")
+    pre_images = f"{pool.images:,}" if pool is not None else train
+    lines.append(f"  pre-training  {n_pre} x {pre.epochs} epochs x {pre_images} images")
     lines.append(f"  fine-tuning   {s.num_samples} x {ft.epochs} epochs x {train} images "
                  "(upper bound: ASHA stops weak trials early)")
     for recipe_name, seeds, r in base_runs:
+        if r.pretrains:   # one encoder for all of its seeds
+            lines.append(f"  pre-training  1 x {r.pretrain.epochs} epochs x {pre_images} images "
+                         f"({r.pretrain.method}, {recipe_name}; shared across searches)")
         lines.append(f"  baselines     {len(seeds)} x {r.finetune.epochs} epochs x {train} images "
                      f"({recipe_name}, cached across searches)")
     n_test = spec.finalists + sum(len(seeds) for _, seeds, _ in base_runs)

@@ -26,9 +26,12 @@ def prepare(inputs: RunInputs):
     one line, not later inside every trial."""
     from explorer.data import load_data
     from explorer.models import create_cnn, create_vit_classifier
+    from explorer.models.starts import weights_of
+    from explorer.search.pools import pool_notes
     from explorer.search.preflight import check_trainable
     from explorer.train.common import check_plans
     from explorer.train.finetune import check_validation
+    from explorer.train.starts import check_starts
 
     b = inputs.base
     data = load_data(b.data)
@@ -36,19 +39,24 @@ def prepare(inputs: RunInputs):
     check_plans(b, len(data.train))  # an effective batch the workers cannot keep exactly
     check_trainable(inputs.loaded, len(data.train))
     n = len(data.findings)
-    if b.pretrain.from_checkpoint and b.model.family == "vit":
-        create_vit_classifier(b.model.arch, img_size=b.data.image_size,
-                              patch_size=b.model.patch_size, num_classes=n,
-                              global_pool=b.model.global_pool,
-                              encoder_state=b.pretrain.from_checkpoint)
-    recipes = [inputs.base_dict, *(absolute_paths(r.model_dump(mode="json"))
-                                   for _, _, r in inputs.loaded.baseline_recipes())]
+    recipes = [b, *(b.model_validate(absolute_paths(r.model_dump(mode="json")))
+                    for _, _, r in inputs.loaded.baseline_recipes())]
     seen = set()
     for r in recipes:
-        arch, weights = r["model"]["arch"], r["finetune"].get("weights")
+        arch, ckpt, weights = r.model.arch, r.pretrain.from_checkpoint, r.finetune.weights
+        if ckpt and r.model.family == "vit" and (arch, ckpt) not in seen:
+            seen.add((arch, ckpt))
+            create_vit_classifier(arch, img_size=r.data.image_size,
+                                  patch_size=r.model.patch_size, num_classes=n,
+                                  global_pool=r.model.global_pool,
+                                  encoder_state=weights_of(arch, ckpt,
+                                                           "pretrain.from_checkpoint"))
         if weights and arch in CNN_ARCHS and (arch, weights) not in seen:
             seen.add((arch, weights))
             create_cnn(arch, num_classes=n, weights=weights)
+        if r.pretrains and r.pretrain.init_from:   # continued pre-training's start fits
+            check_starts(r)
+    pool_notes(recipes)   # a pooled source that does not exist, or a pool the guard empties
     return data
 
 
@@ -160,10 +168,13 @@ class Pipeline:
     def collect(self, states, runs, finalists) -> None:
         from explorer.results.collect import collect
         from explorer.results.provenance import run_meta
+        from explorer.search.pools import pool_notes
+        from explorer.spec.recipes import build_recipe
 
         ctx = self.ctx
+        pools = pool_notes([build_recipe(d) for d in (ctx.base_dict, *(r["recipe"] for r in runs))])
         meta = run_meta(ctx.exp.name, ctx.loaded, ctx.base_dict, ctx.data,
-                        ctx.cluster.resources, ctx.exp.stage_times(), runs)
+                        ctx.cluster.resources, ctx.exp.stage_times(), runs, pools)
         collect(ctx.exp.dir, ctx.exp.store, list(ctx.loaded.spec.search.params), ctx.data,
                 states, runs, finalists, meta)
 

@@ -181,10 +181,15 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False,
 def baseline_runs(ctx: RunContext) -> list[dict]:
     """Every (baseline recipe, seed) of the spec, with its cache key and folder."""
     runs = []
-    for b, seed, r in ctx.loaded.baseline_recipes():
+    recipes = list(ctx.loaded.baseline_recipes())
+    archs = {b.recipe: r.model.arch for b, _, r in recipes}
+    for b, seed, r in recipes:
         key = baseline_key(r, ctx.data.fingerprint, ctx.loaded.spec.scale)
+        # "densenet121 seed 0"; the recipe's name where several recipes share an architecture
+        # (random / ImageNet / MoCo v2 starts of DenseNet-121)
+        name = r.model.arch if list(archs.values()).count(r.model.arch) == 1 else b.recipe
         runs.append({"run_id": f"{b.recipe}-s{seed}-{key[:6]}", "recipe_name": b.recipe,
-                     "label": f"{r.model.arch} seed {seed}", "seed": seed, "key": key,
+                     "label": f"{name} seed {seed}", "seed": seed, "key": key,
                      "recipe": absolute_paths(r.model_dump(mode="json")),
                      "artifacts": str(ctx.exp.storage / baseline_rel(key)),
                      "rel": baseline_rel(key),

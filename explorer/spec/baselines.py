@@ -2,7 +2,10 @@
 
 A baseline run is never part of the search (the searcher never sees it). Its resolved recipe is
 the baseline recipe at the search's scale, with the search's ``data`` section and fine-tuning
-budget (epochs, warm-up, batch) copied over, so the comparison is like for like.
+budget (epochs, warm-up, batch) copied over, so the comparison is like for like. A baseline
+that pre-trains (MoCo v2) also takes the search's pre-training data (``pretrain.data``: the
+same X-rays as the MAE), and pre-trains with the search's seed whatever its fine-tuning seed,
+so its seeds share one encoder.
 """
 
 from __future__ import annotations
@@ -27,4 +30,8 @@ def baseline_recipe(search_base: Recipe, scale: str, recipe: str, overrides: dic
         "resources": search_base.resources.model_dump(mode="json"),
         "seed": seed,
     })
+    pre = d.get("pretrain", {})
+    if pre.get("enabled", True) and pre.get("method") == "mocov2":
+        d["pretrain"] = {**pre, "data": search_base.model_dump(mode="json")["pretrain"]["data"],
+                         "seed": search_base.seed}
     return build_recipe(deep_merge(d, overrides), where=where)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from explorer.data.config import DataConfig
+from explorer.data.config import DataConfig, PoolSourceConfig
 from explorer.names import ARCHS, Family, family_of
 from explorer.schema import Strict
 
@@ -56,10 +56,47 @@ class _Optim(Strict):
         return self
 
 
+class MocoConfig(Strict):
+    """MoCo v2 (Chen et al. 2020) for CNNs: the values of its ImageNet recipe, with colour
+    jitter reduced to what a grey X-ray has (brightness and contrast; no saturation, hue or
+    grey-scale conversion)."""
+
+    queue_size: int = Field(default=65536, ge=1, description="negative keys kept (the queue)")
+    momentum: float = Field(default=0.999, ge=0, lt=1, description="key encoder EMA momentum")
+    temperature: float = Field(default=0.2, gt=0)
+    proj_dim: int = Field(default=128, ge=1, description="output of the MLP projection head")
+    hidden_dim: int | None = Field(default=None, ge=1,
+                                   description="MLP hidden width (null: the backbone's width)")
+    sgd_momentum: float = Field(default=0.9, ge=0, lt=1)
+    jitter_prob: float = Field(default=0.8, ge=0, le=1)
+    brightness: float = Field(default=0.4, ge=0)
+    contrast: float = Field(default=0.4, ge=0)
+    blur_prob: float = Field(default=0.5, ge=0, le=1)
+    blur_sigma: tuple[float, float] = Field(
+        default=(0.1, 2.0), description="Gaussian blur sigma range at 224 px (scaled with "
+        "data.image_size, so the blur covers the same share of the image at every scale)")
+    key_splits: int = Field(
+        default=2, ge=1, description="the key batch is shuffled and encoded in this many "
+        "parts, so batch-norm statistics cannot tell a query's key apart (MoCo's shuffle BN)")
+
+
 class PretrainConfig(_Optim):
     enabled: bool = True
+    method: Literal["mae", "mocov2"] = Field(
+        default="mae", description="mae: ViTs (masked autoencoder); mocov2: CNNs (MoCo v2)")
+    data: list[PoolSourceConfig] | None = Field(
+        default=None, description="pre-train on these sources, pooled, labels ignored "
+        "(null: the fine-tuning data's train split); validation/test images and patients of "
+        "the fine-tuning data are left out")
+    init_from: str | None = Field(
+        default=None, description="start pre-training from these weights (continued "
+        "pre-training): a weights file, or a named start such as imagenet / imagenet_mae")
+    seed: int | None = Field(
+        default=None, description="pre-training seed (null: the recipe's seed); baselines "
+        "of several seeds share one encoder")
     from_checkpoint: str | None = Field(
-        default=None, description="skip pre-training and fine-tune from this weights file"
+        default=None, description="skip pre-training and fine-tune from these weights: a "
+        "file, or a named start such as imagenet"
     )
     epochs: int = 800
     warmup_epochs: int = 40
@@ -74,6 +111,7 @@ class PretrainConfig(_Optim):
     decoder_depth: int = Field(default=2, ge=1)
     decoder_heads: int = Field(default=16, ge=1)
     norm_pix_loss: bool = False
+    moco: MocoConfig = Field(default_factory=MocoConfig)
 
     @field_validator("mask_ratio")
     @classmethod
@@ -110,7 +148,8 @@ class FinetuneConfig(_Optim):
     random_erasing: float = Field(default=0.0, ge=0, le=1)
     head_init_std: float = Field(default=2e-5, gt=0)
     weights: str | None = Field(
-        default=None, description="CNN baselines: start from this timm state dict / safetensors"
+        default=None, description="CNN baselines: start from this timm state dict / "
+        "safetensors, or from a named start: imagenet (timm's ImageNet weights)"
     )
 
     @field_validator("crop_scale")
@@ -178,9 +217,21 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        mae = self.pretrain.enabled and not self.pretrain.from_checkpoint
-        if self.model.family == "cnn" and mae:
-            raise ValueError("CNN recipes cannot be MAE-pre-trained: set pretrain.enabled: false")
+        p = self.pretrain
+        trains = p.enabled and not p.from_checkpoint
+        if self.model.family == "cnn" and trains and p.method == "mae":
+            raise ValueError("CNN recipes cannot be MAE-pre-trained: set pretrain.method: "
+                             "mocov2, or pretrain.enabled: false")
+        if self.model.family == "vit" and trains and p.method == "mocov2":
+            raise ValueError("MoCo v2 pre-training is for CNN recipes: ViTs pre-train with "
+                             "pretrain.method: mae")
+        if self.model.family == "cnn" and trains and self.finetune.weights:
+            raise ValueError(f"finetune.weights ({self.finetune.weights}) would replace the "
+                             f"MoCo v2 encoder: to start MoCo from those weights set "
+                             f"pretrain.init_from instead")
+        if self.model.family == "cnn" and p.from_checkpoint:
+            raise ValueError(f"pretrain.from_checkpoint ({p.from_checkpoint}) is for ViT "
+                             f"recipes: a CNN starts from finetune.weights")
         if self.model.family == "vit" and self.finetune.weights:
             raise ValueError(f"finetune.weights ({self.finetune.weights}) is for CNN recipes: a "
                              "ViT starts from pretrain.from_checkpoint; for the DenseNet baseline "
@@ -192,3 +243,17 @@ class Recipe(Strict):
     def uses_mae_pretraining(self) -> bool:
         return (self.model.family == "vit" and self.pretrain.enabled
                 and self.pretrain.from_checkpoint is None)
+
+    @property
+    def uses_moco_pretraining(self) -> bool:
+        return (self.model.family == "cnn" and self.pretrain.enabled
+                and self.pretrain.method == "mocov2")
+
+    @property
+    def pretrains(self) -> bool:
+        """Whether a trial of this recipe pre-trains (or reuses) an encoder of its own."""
+        return self.uses_mae_pretraining or self.uses_moco_pretraining
+
+    @property
+    def pretrain_seed(self) -> int:
+        return self.seed if self.pretrain.seed is None else self.pretrain.seed

@@ -43,8 +43,9 @@ def build_classifier(recipe: Recipe, num_classes: int, encoder: EncoderInfo) -> 
     from explorer.models import create_cnn, create_vit_classifier, load_weights_file
 
     f = recipe.finetune
-    if recipe.model.family == "cnn":
-        return create_cnn(recipe.model.arch, num_classes=num_classes, weights=f.weights)
+    if recipe.model.family == "cnn":   # a MoCo encoder when the recipe pre-trains one
+        return create_cnn(recipe.model.arch, num_classes=num_classes,
+                          weights=encoder.path or f.weights)
     state = load_weights_file(encoder.path) if encoder.path else None
     return create_vit_classifier(recipe.model.arch, img_size=recipe.data.image_size,
                                  patch_size=recipe.model.patch_size, num_classes=num_classes,

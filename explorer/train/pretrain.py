@@ -1,7 +1,10 @@
-"""MAE pre-training: the worker loop, and the shared encoder cache around it.
+"""MAE pre-training: the worker loop, and the shared encoder cache around it (MAE, and MoCo v2
+for CNNs: ``explorer.train.moco``).
 
 Trials whose pre-training inputs hash the same (pre-training config, encoder architecture, data
-fingerprint, seed) share one encoder in ``<storage>/_encoders/<key>/``. The first trial to need
+fingerprint, seed) share one encoder in ``<storage>/_encoders/<key>/``. The data is the
+fine-tuning train split, or the ``pretrain.data`` pool (``explorer.data.pool``), whose
+fingerprint includes what the leakage guard left out. The first trial to need
 it takes a file lock and trains it (resuming from ``partial.pt`` if an earlier holder died);
 concurrent trials wait for ``encoder.pt`` to appear. Each user leaves its trial id under
 ``users/`` so the report can say who shared what.
@@ -45,9 +48,14 @@ class EncoderInfo:
     key: str | None
     path: str | None
     role: str  # "trained" | "reused" | "imported" | "none"
+    start: dict | None = None  # what the model starts from, and on which data (``starts``)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Pre-training fields that only MAE reads (left out of a MoCo encoder's key).
+MAE_ONLY = ("mask_ratio", "decoder_dim", "decoder_depth", "decoder_heads", "norm_pix_loss")
 
 
 def pretrain_plan(recipe: Recipe, n_train: int, world_size: int) -> StepPlan:
@@ -58,11 +66,26 @@ def pretrain_inputs(recipe: Recipe, data_fingerprint: str, plan: StepPlan) -> di
     """Everything that changes what pre-training produces (and nothing that does not),
     including the effective batch and lr it actually trains with (``plan``): under
     ``scale_lr`` they follow the number of workers."""
+    from explorer.train.starts import init_signature
+
+    p = recipe.pretrain
     data = recipe.data.model_dump(mode="json", exclude={"loader_workers", "root"})
-    pre = recipe.pretrain.model_dump(mode="json", exclude={"enabled", "from_checkpoint"})
-    return {"pretrain": pre, "model": recipe.model.model_dump(mode="json", exclude={"global_pool"}),
-            "data": data, "data_fingerprint": data_fingerprint, "seed": recipe.seed,
-            "effective_batch": plan.effective_batch, "lr": plan.lr}
+    pre = p.model_dump(mode="json", exclude={"enabled", "from_checkpoint", "method", "data",
+                                             "init_from", "seed", "moco"})
+    out = {"pretrain": pre, "model": recipe.model.model_dump(mode="json", exclude={"global_pool"}),
+           "data": data, "data_fingerprint": data_fingerprint, "seed": recipe.pretrain_seed,
+           "effective_batch": plan.effective_batch, "lr": plan.lr}
+    # A recipe without the newer options (pool, MoCo, init_from, pretrain.seed) hashes as
+    # before they existed.
+    if p.method != "mae":
+        pre = {k: v for k, v in pre.items() if k not in MAE_ONLY}
+        out["pretrain"] = {**pre, "method": p.method, "moco": p.moco.model_dump(mode="json")}
+    if p.data:   # roots are where the data is mounted; the fingerprint says what it holds
+        out["pool"] = [{k: v for k, v in e.model_dump(mode="json").items() if k != "root"}
+                       for e in p.data]
+    if p.init_from:
+        out["init_from"] = init_signature(recipe.model.arch, p.init_from)
+    return out
 
 
 def pretrain_key(recipe: Recipe, data_fingerprint: str, plan: StepPlan) -> str:
@@ -83,17 +106,22 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
     from explorer.train.inputs import loader_plan, train_loader
 
     p = recipe.pretrain
-    device = setup_worker(recipe, session, seed_offset=1)
+    seed = recipe.pretrain_seed
+    device = setup_worker(recipe.model_copy(update={"seed": seed}), session, seed_offset=1)
     mae = create_mae(recipe.model.arch, img_size=recipe.data.image_size,
                      patch_size=recipe.model.patch_size, decoder_dim=p.decoder_dim,
                      decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads,
                      norm_pix_loss=p.norm_pix_loss)
+    if p.init_from:   # continued pre-training
+        from explorer.models.starts import init_mae_encoder
+
+        init_mae_encoder(mae, recipe.model.arch, p.init_from)
     model = maybe_compile(session.prepare_model(mae), recipe.resources)
     plan = pretrain_plan(recipe, len(data.train), session.world_size)
     lp = loader_plan(recipe, plan.per_step_batch, device.type == "cuda")
     tf = build_transform(recipe.data, train=True, crop_scale=tuple(p.crop_scale), hflip=p.hflip,
                          interpolation=p.interpolation)
-    loader = train_loader(XrayDataset(data.train, tf), plan, session, lp, recipe.seed)
+    loader = train_loader(XrayDataset(data.train, tf), plan, session, lp, seed)
     batches = device_batches(loader, recipe.data, device)
     optimizer = build_optimizer(unwrap(model), p, plan.lr)
     scheduler = build_scheduler(optimizer, plan, p)
@@ -123,7 +151,7 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
         for epoch in range(start, p.epochs):
             t0 = time.perf_counter()
             loss, updates, waited = train_one_epoch(model, batches, optimizer, scheduler, plan,
-                                                    epoch, recipe.seed, updates, step)
+                                                    epoch, seed, updates, step)
             mean_loss = finite_or_raise(session.all_mean(loss), "MAE loss")
             losses.append({"epoch": epoch + 1, "loss": mean_loss,
                            "time_s": time.perf_counter() - t0, "data_wait_s": waited,
@@ -182,15 +210,17 @@ def _reconstructions(recipe: Recipe, state: dict, data) -> bytes:
 def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
                    ) -> EncoderInfo:
     """The trial's encoder: imported, found in the shared cache, or pre-trained here (once)."""
-    p = recipe.pretrain
-    if p.from_checkpoint:
-        path = Path(p.from_checkpoint).expanduser()
-        return EncoderInfo(key=f"file:{path.name}", path=str(path), role="imported")
-    if not recipe.uses_mae_pretraining:
-        return EncoderInfo(key=None, path=None, role="none")
+    from explorer.data.pool import PretrainData
+    from explorer.train.starts import describe_start
 
+    p = recipe.pretrain
+    if p.from_checkpoint or not recipe.pretrains:
+        return _no_pretraining(recipe)
+    source = PretrainData.of(recipe.data, p.data, data)
+    start = describe_start(recipe, source.notes())
+    data = source   # from here on, "data" is what the encoder pre-trains on
     store = as_store(storage)
-    plan = pretrain_plan(recipe, len(data.train), session.world_size)
+    plan = pretrain_plan(recipe, data.n_train, session.world_size)   # no pixels opened yet
     key = pretrain_key(recipe, data.fingerprint, plan)
     rel = f"{ENCODERS}/{key}"
     enc_dir = store.path(rel)
@@ -202,7 +232,7 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
     lock = store.lock(f"{rel}/lock", owner=session.trial_id)
     while True:
         if store.fetch(f"{rel}/encoder.pt"):  # every rank, on its own node
-            return EncoderInfo(key=key, path=str(final), role="reused")
+            return EncoderInfo(key=key, path=str(final), role="reused", start=start)
         got = session.broadcast(lock.try_acquire() if session.is_main else None)
         if got:
             break
@@ -210,25 +240,69 @@ def ensure_encoder(recipe: Recipe, data, storage: Store | Path, session: Session
 
     try:
         if store.fetch(f"{rel}/encoder.pt"):  # finished between our check and the lock
-            return EncoderInfo(key=key, path=str(final), role="reused")
+            return EncoderInfo(key=key, path=str(final), role="reused", start=start)
         store.match_stored(f"{rel}/partial.pt")  # an earlier holder's last stored epoch
         t0 = time.perf_counter()
-        state = pretrain_loop(recipe, data, session, enc_dir,
+        if session.is_main:   # what the encoder sees, image by image (the leakage test reads it)
+            _write_pool_record(enc_dir, source)
+        state = _loop(recipe)(recipe, data, session, enc_dir,
                               on_save=lambda: store.push(rel, exact=False))
         if session.is_main:
-            atomic_write_bytes(enc_dir / "reconstructions.parquet",
-                               _reconstructions(recipe, state, data))
             meta = {"key": key, "trained_by": session.trial_id,
-                    "wall_time_s": time.perf_counter() - t0,
+                    "wall_time_s": time.perf_counter() - t0, "method": p.method,
+                    "start": start,
                     "inputs": pretrain_inputs(recipe, data.fingerprint, plan),
                     "plan": plan.record()}
-            atomic_write_bytes(enc_dir / "meta.json", json.dumps(meta, indent=2).encode())
-            atomic_torch_save({"model": state, "epoch": p.epochs,
-                               "config": json.dumps(meta["inputs"])}, final)
+            _write_encoder(recipe, state, data, enc_dir, meta)
             store.push(rel, exact=False, last=("encoder.pt",))  # last: marks it complete
             store.delete(f"{rel}/partial.pt")
         session.barrier()
     finally:
         if session.is_main:
             lock.release()
-    return EncoderInfo(key=key, path=str(final), role="trained")
+    return EncoderInfo(key=key, path=str(final), role="trained", start=start)
+
+
+def _write_encoder(recipe: Recipe, state: dict, data, enc_dir: Path, meta: dict) -> None:
+    """Reconstructions (MAE), ``meta.json`` and, last, ``encoder.pt``."""
+    if recipe.uses_mae_pretraining:
+        atomic_write_bytes(enc_dir / "reconstructions.parquet",
+                           _reconstructions(recipe, state, data))
+    atomic_write_bytes(enc_dir / "meta.json", json.dumps(meta, indent=2).encode())
+    atomic_torch_save({"model": state, "epoch": recipe.pretrain.epochs,
+                       "config": json.dumps(meta["inputs"])}, enc_dir / "encoder.pt")
+
+
+def _no_pretraining(recipe: Recipe) -> EncoderInfo:
+    """An imported encoder (a file or a named start), or none (a CNN from random weights, a
+    file or ImageNet)."""
+    from explorer.models.starts import is_named, resolve_start
+    from explorer.train.starts import describe_start
+
+    ckpt = recipe.pretrain.from_checkpoint
+    if not ckpt:
+        return EncoderInfo(key=None, path=None, role="none", start=describe_start(recipe))
+    path = resolve_start(recipe.model.arch, ckpt, "pretrain.from_checkpoint") \
+        if is_named(ckpt) else Path(ckpt).expanduser()
+    return EncoderInfo(key=f"file:{ckpt if is_named(ckpt) else path.name}", path=str(path),
+                       role="imported", start=describe_start(recipe))
+
+
+def _loop(recipe: Recipe) -> Callable:
+    if recipe.uses_moco_pretraining:
+        from explorer.train.moco import moco_loop
+
+        return moco_loop
+    return pretrain_loop
+
+
+def _write_pool_record(enc_dir: Path, source) -> None:
+    """``pool.json`` (sources, counts, what the leakage guard left out and why) and
+    ``pool.parquet`` (every pre-training image: entry, source, split, image and patient id)."""
+    import pandas as pd
+
+    source.train  # noqa: B018 - opens the pool (builds its caches the first time)
+    buf = io.BytesIO()
+    pd.DataFrame(source.manifest).to_parquet(buf, index=False)
+    atomic_write_bytes(enc_dir / "pool.parquet", buf.getvalue())
+    atomic_write_bytes(enc_dir / "pool.json", json.dumps(source.notes(), indent=2).encode())

@@ -629,3 +629,57 @@ def test_partial_download_whose_validation_split_is_unusable(tmp_path, capsys):
     (root / "img" / "000.png").unlink()   # one train image never downloaded
     refused(tmp_path, capsys, *data_args("csv", root, *CSV_SETS),
             names=("no finding has both positive and negative cases",))
+
+
+# -- pre-training data and named starts -------------------------------------------------------
+def test_a_pooled_source_that_does_not_exist(tmp_path, capsys):
+    gone = tmp_path / "mimic-cxr"
+    refused(tmp_path, capsys, "--set", f"pretrain.data=[{{source: phantom}}, "
+                                       f"{{source: folder, root: {gone}}}]",
+            names=("pretrain.data.1 (folder)", str(gone), "does not exist",
+                   "fix pretrain.data.1.root"))
+
+
+def test_a_pool_that_the_leakage_guard_empties(tmp_path, capsys):
+    """Pooling only the fine-tuning data's own validation and test splits leaves nothing."""
+    refused(tmp_path, capsys, "--set", "pretrain.data=[{source: phantom, splits: [val, test]}]",
+            names=("pre-training pool is empty", "leakage guard"))
+
+
+def test_a_pooled_source_that_sets_the_image_size(tmp_path, capsys):
+    refused(tmp_path, capsys, "--set", "pretrain.data=[{source: phantom, image_size: 64}]",
+            names=("pretrain.data.0", "image_size is set by the recipe's data section"))
+
+
+def test_init_from_a_file_of_another_architecture(tmp_path, capsys):
+    other = create_mae("vit_micro", img_size=32, patch_size=4, decoder_dim=32, decoder_depth=1,
+                       decoder_heads=2)
+    path = tmp_path / "vit-micro_mae.pth"
+    torch.save({"model": other.state_dict()}, path)
+    refused(tmp_path, capsys, "--set", f"pretrain.init_from={path}",
+            names=("pretrain.init_from", str(path), "'cls_token'", "[1, 1, 128]",
+                   "set model.arch and model.patch_size"))
+
+
+def test_imagenet_weights_offline_without_a_file(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("CXR_EXPLORER_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    refused(tmp_path, capsys, "--set", "baselines=[{recipe: densenet121_imagenet}]",
+            names=("finetune.weights: imagenet",
+                   str(tmp_path / "weights" / "densenet121.tv_in1k.safetensors"),
+                   "timm/densenet121.tv_in1k", "offline"))
+
+
+def test_moco_on_a_vit_recipe(tmp_path, capsys):
+    refused(tmp_path, capsys, "--set", "pretrain.method=mocov2",
+            names=("MoCo v2 pre-training is for CNN recipes",))
+
+
+def test_finetune_weights_on_a_moco_baseline(tmp_path, capsys):
+    refused(tmp_path, capsys, "--set", "baselines=[{recipe: densenet121_mocov2, overrides: "
+                                       "{finetune: {weights: imagenet}}}]",
+            names=("densenet121_mocov2", "would replace the MoCo v2 encoder",
+                   "pretrain.init_from"))

@@ -132,3 +132,32 @@ def rebuild_run(run_dir: Path, exp_dir: Path, study_name: str, n: int, damage: s
           f"interrupted one(s) replaced, {record['num_samples']} to run "
           f"(damaged files moved to {aside.name})", flush=True)
     return record
+
+
+def unsaved_trials(run_dir: Path, exp_dir: Path, study_name: str, known: set[str],
+                   shown: str) -> list[list]:
+    """Trials of the run at ``run_dir`` that finished after Tune's last saved state (a search
+    stopped by a fault, or killed, before its next save): unknown to the restored run, but in
+    the journal with their outcome and in their records. They are kept, said in one line, and
+    the searcher counted them (``tuning.ResumableOptunaSearch._run_full``), so the run has
+    its ``num_samples`` trials. ``known``: the trial ids Tune and other runs hold. A journal
+    from before runs were tagged has none."""
+    from explorer.search.study import load_study
+    from explorer.search.tuning import DUPLICATE_ATTR, TUNE_ATTR
+
+    run_dir, exp_dir = Path(run_dir), Path(exp_dir)
+    run = run_dir.relative_to(exp_dir).as_posix()
+    kept = []
+    for t in load_study(exp_dir, study_name).get_trials(deepcopy=False):
+        tag = t.user_attrs.get(TUNE_ATTR) or {}
+        if DUPLICATE_ATTR in t.user_attrs or tag.get("run") != run or tag["trial_id"] in known:
+            continue
+        outcome = _outcome(tag["trial_id"], t, exp_dir / "trials", run_dir)
+        if outcome is not None:
+            kept.append([tag["trial_id"], outcome])
+    if kept:
+        print(f"note: {shown}: {len(kept)} trial(s) finished after Tune last saved its state "
+              f"(the search was stopped before its next save): "
+              f"{', '.join(t for t, _ in kept)}; kept from the Optuna journal and their "
+              f"records", flush=True)
+    return kept

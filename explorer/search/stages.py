@@ -75,7 +75,8 @@ def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, poin
         trainable,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE,
-            search_alg=build_searcher(ctx.loaded, exp.dir, exp.name, points=points, run=run),
+            search_alg=build_searcher(ctx.loaded, exp.dir, exp.name, points=points, run=run,
+                                      num_samples=num_samples),
             scheduler=build_scheduler(ctx.loaded), num_samples=num_samples,
             max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # a new process per trial costs ~4 s of imports (bench/)
@@ -96,16 +97,21 @@ def fit_run(ctx: RunContext, path: Path, name: str, n: int, points: bool, retry_
     the run's remaining trials continue in a fresh run beside it."""
     from ray import tune
 
-    from explorer.search.rebuild import REBUILT, rebuild_run, state_damage
+    from explorer.search.rebuild import REBUILT, rebuild_run, state_damage, unsaved_trials
 
     exp = ctx.exp
     record = read_json(path / REBUILT)
     if record is None:
         damage = state_damage(path) if tune.Tuner.can_restore(str(path)) else None
-        if damage is None:
-            return trial_states(_search_tuner(ctx, path, name, n, points, retry_failed,
-                                              trainable, watch).fit())
         shown = f"{exp.where}/{path.relative_to(exp.dir).as_posix()}".rstrip("/.")
+        if damage is None:
+            states = trial_states(_search_tuner(ctx, path, name, n, points, retry_failed,
+                                                trainable, watch).fit())
+            if _unfinished(states):
+                return states
+            known = claimed | {t for t, _ in states}
+            return states + [(t, st) for t, st in
+                             unsaved_trials(path, exp.dir, exp.name, known, shown)]
         record = rebuild_run(path, exp.dir, exp.name, n, damage, claimed, shown)
     kept = [(t, st) for t, st in record["trials"]]
     if not record["num_samples"]:

@@ -48,9 +48,11 @@ class ResumableOptunaSearch(OptunaSearch):
     """
 
     def __init__(self, *args, params: dict[str, dict] | None = None, rng_seed: int = 0,
-                 run: str = ".", **kwargs):
+                 run: str = ".", num_samples: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.run = run
+        #: The run's trials, counted in the journal (``suggest``); None: Tune's count only.
+        self.num_samples = num_samples
         #: The journal this process must use after a restore (``use_journal``); None: the one
         #: the searcher was built with.
         self.journal: str | None = None
@@ -114,6 +116,8 @@ class ResumableOptunaSearch(OptunaSearch):
         return config
 
     def _suggest_new(self, trial_id: str):
+        if self._run_full():
+            return Searcher.FINISHED
         if not self._params:
             return super().suggest(trial_id)
         taken = self._taken()
@@ -133,13 +137,13 @@ class ResumableOptunaSearch(OptunaSearch):
         self._ot_study.enqueue_trial(self._rng.choice(untried), skip_if_exists=False)
         return super().suggest(trial_id)
 
-    def _taken(self) -> dict[str, Any]:
-        """Configuration key -> the Optuna trial that has it, for every trial that finished or
-        is running in this search (not duplicates, not trials lost to an interruption)."""
+    def _kept_trials(self) -> list[Any]:
+        """The study's trials that finished or are running in this search: not duplicates,
+        not trials lost to an interruption, not queued ones."""
         from optuna.trial import TrialState
 
         live = {t.number for t in self._ot_trials.values()}
-        out: dict[str, Any] = {}
+        out = []
         for t in self._ot_study.get_trials(deepcopy=False):
             if DUPLICATE_ATTR in t.user_attrs or t.user_attrs.get("note") == LOST_NOTE:
                 continue
@@ -147,8 +151,30 @@ class ResumableOptunaSearch(OptunaSearch):
                 continue  # asked by a driver that died before Tune knew the trial
             if t.state == TrialState.WAITING:
                 continue
+            out.append(t)
+        return out
+
+    def _taken(self) -> dict[str, Any]:
+        """Configuration key -> the Optuna trial that has it (``_kept_trials``)."""
+        out: dict[str, Any] = {}
+        for t in self._kept_trials():
             out.setdefault(config_key(t.params, self._params), t)
         return out
+
+    def _run_full(self) -> bool:
+        """Whether this Tune run already has its ``num_samples`` trials by the journal's count.
+
+        Tune counts the trials in its last saved state, and a search stopped by a fault (or
+        killed) can have finished a trial after that save: Tune's restore does not know it and
+        would run one trial too many, while the journal (written at once) does. Those trials
+        are kept from the journal and their records (``rebuild.unsaved_trials``)."""
+        n = getattr(self, "num_samples", None)  # a searcher pickled before it had one: None
+        if not n:
+            return False
+        run = getattr(self, "run", ".")
+        mine = [t for t in self._kept_trials()
+                if (t.user_attrs.get(TUNE_ATTR) or {}).get("run") == run]
+        return len(mine) >= n
 
     def _tell_duplicate(self, trial_id: str, known) -> None:
         from optuna.trial import TrialState
@@ -203,9 +229,9 @@ def space_params(loaded: LoadedSpec) -> dict[str, dict]:
 
 
 def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: bool = True,
-                   run: str = "."):
+                   run: str = ".", num_samples: int | None = None):
     """The Optuna searcher on the study in ``run_dir``'s journal; ``run``: its Tune run, as
-    ``TUNE_ATTR`` names it."""
+    ``TUNE_ATTR`` names it, of ``num_samples`` trials."""
     import optuna
 
     s = loaded.spec.search
@@ -219,6 +245,7 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path, study_name: str, points: b
     return ResumableOptunaSearch(
         space=functools.partial(suggest_space, params=params), params=params,
         metric=METRIC, mode=MODE, sampler=sampler, rng_seed=s.searcher.seed, run=run,
+        num_samples=num_samples,
         storage=optuna_storage(run_dir), study_name=study_name,
         points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,
     )

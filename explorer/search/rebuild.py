@@ -91,7 +91,9 @@ def _outcome(trial_id: str, ot_trial, records: Path, tune_dir: Path) -> dict | N
     if TrialArtifacts(records / trial_id).path("done.json").is_file():
         return {"status": "TERMINATED", "error": None}
     state = getattr(ot_trial, "state", None)
-    if state == TrialState.COMPLETE:  # stopped early by ASHA: told its last value
+    # COMPLETE without a record: stopped early by ASHA, told its last value; PRUNED: ended
+    # without reporting a value (Ray's OptunaSearch). Tune calls both TERMINATED.
+    if state in (TrialState.COMPLETE, TrialState.PRUNED):
         return {"status": "TERMINATED", "error": None}
     if state == TrialState.FAIL and ot_trial.user_attrs.get("note") != LOST_NOTE:
         err = tune_dir / trial_id / "error.txt"

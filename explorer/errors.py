@@ -4,6 +4,8 @@ The CLIs print a ``UserError`` as a single line and exit with code 2; every othe
 bug and keeps its traceback.
 """
 
+import argparse
+
 
 class UserError(Exception):
     """A problem the user can fix: printed as one line, exit code 2."""
@@ -53,3 +55,11 @@ def cli_line(message: object, limit: int = MAX_LINE) -> str:
     cut = " [...] "
     tail = limit // 3
     return text[: limit - tail - len(cut)] + cut + text[-tail:]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """The CLIs' argument parser: a bad option is one ``error:`` line and exit code 2, like
+    every other mistake (argparse's own prints the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {cli_line(message)} (see --help)\n")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from explorer.errors import UserError
+from explorer.errors import OneLineParser, UserError
 
 EPILOG = """examples:
   python -m explorer.export runs/mask_ratio --out exports/mask_ratio
@@ -43,13 +43,8 @@ FORMAT = 1  # of the "explorer" section of config.json
 EVAL_INTERPOLATION = "bicubic"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, like every other mistake
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m explorer.export", epilog=EPILOG,
+    p = OneLineParser(prog="python -m explorer.export", epilog=EPILOG,
                 description=__doc__.splitlines()[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a finished search's folder, e.g. runs/mask_ratio")

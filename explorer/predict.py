@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from explorer.data.images import BadImage, decode_grey
-from explorer.errors import DataError, UserError
+from explorer.errors import DataError, OneLineParser, UserError
 
 EPILOG = """examples:
   python -m explorer.predict exports/mask_ratio ../shared/data/chestxray14-mini --out preds.csv
@@ -32,13 +32,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SHOWN_SKIPPED = 20  # unreadable images printed; all of them go to OUT.skipped.csv
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, like every other mistake
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m explorer.predict", epilog=EPILOG,
+    p = OneLineParser(prog="python -m explorer.predict", epilog=EPILOG,
                 description=__doc__.splitlines()[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="an export folder, or a finished search's folder (runs/NAME)")

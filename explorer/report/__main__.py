@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from explorer.errors import UserError, cli_line
+from explorer.errors import OneLineParser, UserError, cli_line
 from explorer.report.build import build_report
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, like every other mistake
-        self.exit(2, f"error: {cli_line(message)} (see --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m explorer.report",
         description="Write one self-contained HTML report of a search from its results store.")
     parser.add_argument("run_dir", help="the search's run folder (holding results/)")

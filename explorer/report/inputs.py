@@ -175,5 +175,6 @@ def load_checked(run_dir: str | Path) -> Results:
             raise UserError(f"{path}: not a readable Parquet table ({type(e).__name__}: "
                             f"{first}): the file is damaged; rebuild it (run the search again "
                             "with --resume)") from None
-        _check_table(name, frames[name], path, meta)
+        if len(frames[name]):  # a table with no rows (no epochs before a crash, no
+            _check_table(name, frames[name], path, meta)  # encoders) may hold no columns
     return Results(meta=meta, **frames)

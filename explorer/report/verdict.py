@@ -26,6 +26,7 @@ from explorer.report._format import (
     split_name,
 )
 from explorer.report.budget import BudgetInfo, get_budget_info
+from explorer.report.conditions import conditions_note
 from explorer.report.scores import Evaluation, best_trial, model_scores, trial_params
 from explorer.results import Results
 
@@ -126,19 +127,32 @@ def budget_sentence(results: Results, budget: BudgetInfo, recipe: ModelRef | Non
             f"property of the recipe.")
 
 
+def _pick_baseline(results: Results, ev: Evaluation, ranked: pd.DataFrame, searched: list[str],
+                   recipe: ModelRef | None, notes: list[str]) -> ModelRef | None:
+    """The best DenseNet-121 (or, without one, the best baseline), with notes on the choice and
+    on any condition in which it was trained apart from the recipe."""
+    row = best_trial(ranked, ev, "baseline", BASELINE_ARCH)
+    if row is None:
+        row = best_trial(ranked, ev, "baseline")
+        if row is not None:
+            notes.append(f"No DenseNet-121 baseline ran; the best baseline is "
+                         f"{arch_name(row['arch'])}.")
+    baseline = _ref(row, searched)
+    if recipe is not None and baseline is not None:
+        unequal = conditions_note(results, recipe.trial_id, baseline.trial_id, "recipe",
+                                  arch_name(baseline.arch))
+        if unequal:
+            notes.append(unequal)
+    return baseline
+
+
 def get_verdict_info(results: Results, ev: Evaluation, ranked: pd.DataFrame,
                      budget: BudgetInfo | None = None) -> VerdictInfo:
     """Pick the two models, compare them on test (or validation), and write the sentence."""
     searched = list(results.meta.get("searched") or {})
     recipe = _ref(best_trial(ranked, ev, "recipe"), searched)
-    baseline_row = best_trial(ranked, ev, "baseline", BASELINE_ARCH)
     notes: list[str] = []
-    if baseline_row is None:
-        baseline_row = best_trial(ranked, ev, "baseline")
-        if baseline_row is not None:
-            notes.append(f"No DenseNet-121 baseline ran; the best baseline is "
-                         f"{arch_name(baseline_row['arch'])}.")
-    baseline = _ref(baseline_row, searched)
+    baseline = _pick_baseline(results, ev, ranked, searched, recipe, notes)
     empty = dict(split=None, fallback_reason=None, recipe=recipe, baseline=baseline,
                  n_images=None, n_patients=None, recipe_auc=None, recipe_ci=None,
                  baseline_auc=None, baseline_ci=None, delta=None, delta_ci=None, p_value=None,

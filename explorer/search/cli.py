@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from explorer.errors import UserError, cli_line
+from explorer.errors import OneLineParser, UserError, cli_line
 
 EPILOG = """examples:
   python -m explorer.search search_spaces/mask_ratio.yaml
@@ -24,15 +24,10 @@ EPILOG = """examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, like every other mistake
-        self.exit(2, f"error: {cli_line(message)} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m explorer.search", epilog=EPILOG,
-                                description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m explorer.search", epilog=EPILOG,
+                      description=__doc__.splitlines()[0],
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="search spec YAML, e.g. search_spaces/mask_ratio.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any spec field (repeatable), e.g. scale=smoke, data.root=PATH")

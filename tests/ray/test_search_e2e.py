@@ -15,6 +15,7 @@ import pytest
 import ray
 
 from explorer.search.cli import main
+from explorer.search.tuning import DUPLICATE_ATTR
 
 REPO = Path(__file__).resolve().parents[2]
 SPACES = REPO / "search_spaces"
@@ -127,7 +128,11 @@ def test_extend_adds_trials_that_learn_from_the_old_ones(mask_ratio_run, storage
     study = optuna.load_study(study_name="mask_ratio", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(mask_ratio_run / "optuna.journal"))))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 5  # the extension's sampler saw the 3 old trials in the same study
+    run_ones = [t for t in complete if DUPLICATE_ATTR not in t.user_attrs]
+    assert len(run_ones) == 5  # the extension's sampler saw the 3 old trials in the same study
+    for dup in (t for t in complete if DUPLICATE_ATTR in t.user_attrs):  # told known value
+        known = study.trials[dup.user_attrs[DUPLICATE_ATTR]]
+        assert dup.params == known.params and dup.value == known.value
     assert [t.number for t in study.trials] == list(range(len(study.trials)))
 
 

@@ -106,4 +106,4 @@ def test_page_renders_every_figure_offline_without_errors(driver, make_store, tm
     requests = _requests(driver)
     assert requests and all(u.startswith(LOCAL_SCHEMES) for u in requests), requests
     assert driver.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
-    assert driver.execute_script("return document.querySelectorAll('main h2').length") == 8
+    assert driver.execute_script("return document.querySelectorAll('main h2').length") == 9

@@ -143,3 +143,13 @@ def test_damaged_store_in_a_real_process(make_store, tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert "labels.parquet: not a readable Parquet table" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_tables_with_no_rows_are_not_damage(make_store, tmp_path):
+    """A search whose only trial crashed before an epoch writes an epochs table with no rows and
+    no columns; one fine-tuning a released checkpoint writes no encoders: both still report."""
+    run = make_store()
+    for name in ("epochs", "encoders"):
+        pd.DataFrame().to_parquet(run / "results" / f"{name}.parquet", index=False)
+    assert main([str(run), "--out", str(tmp_path / "out"), "--resamples", "100"]) == 0
+    assert (tmp_path / "out" / "index.html").is_file()

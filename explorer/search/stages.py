@@ -68,7 +68,7 @@ def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, poin
     exp, search = ctx.exp, ctx.loaded.spec.search
     if tune.Tuner.can_restore(str(path)):
         return restore_tuner(path, trainable, resume_errored=retry_failed,
-                             journal=journal_path(exp.dir), watch=watch)
+                             journal=journal_path(exp.dir), watch=watch, num_samples=num_samples)
     n_parallel = concurrency(ctx.base, ctx.cluster.resources, search.max_concurrent)
     run = path.relative_to(exp.dir).as_posix()
     return tune.Tuner(

@@ -76,9 +76,12 @@ class ResumableOptunaSearch(OptunaSearch):
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         """Restore the state Tune saved, then point the study at ``journal`` (see above)."""
         journal = getattr(self, "journal", None)  # a searcher pickled before it had one: None
+        n = getattr(self, "num_samples", None)  # this process' count (restore_tuner)
         space = (getattr(self, "_params", {}), getattr(self, "_rng", random.Random(0)))
         super().restore_from_dir(checkpoint_dir)  # replaces __dict__, journal included
         self.journal = journal
+        if n is not None:  # also for a searcher pickled before it counted
+            self.num_samples = n
         if not hasattr(self, "_params"):  # pickled before distinct configurations
             self._set_space(space[0], 0)
             self._rng = space[1]
@@ -268,7 +271,7 @@ def trial_dirname(trial) -> str:
 
 
 def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path | None = None,
-                  started=None, watch=None):
+                  started=None, watch=None, num_samples: int | None = None):
     """``Tuner.restore`` of the Tune experiment at ``path``, pointed at this process.
 
     What Tune restores was pickled by the process that started the experiment, maybe on
@@ -289,6 +292,7 @@ def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path 
     searcher = internal._tune_config.search_alg
     if journal is not None and isinstance(searcher, ResumableOptunaSearch):
         searcher.use_journal(journal)
+        searcher.num_samples = num_samples
     run_config = internal.get_run_config()
     callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, FaultWatch)]
     for callback in callbacks:

@@ -77,3 +77,20 @@ def test_without_a_count_the_searcher_leaves_the_count_to_tune(tmp_path):
     for i in range(4):
         assert searcher.suggest(f"t{i}") is not None
         _finish(searcher, exp, f"t{i}", 0.5 + i / 10)
+
+
+def test_a_searcher_pickled_before_it_counted_gets_this_process_count_on_restore(tmp_path):
+    exp = tmp_path / "x"
+    exp.mkdir()
+    old = _searcher(exp, n=None)
+    assert old.suggest("a") is not None
+    (tmp_path / "saved").mkdir()
+    old.save_to_dir(str(tmp_path / "saved"), "s")
+    _finish(old, exp, "a", 0.6)
+    assert old.suggest("b") is not None  # finished after the save
+    _finish(old, exp, "b", 0.7)
+
+    resumed = _searcher(exp, n=2)  # restore_tuner sets this process' count
+    resumed.restore_from_dir(str(tmp_path / "saved"))
+    assert resumed.num_samples == 2
+    assert resumed.suggest("c") == Searcher.FINISHED

@@ -172,9 +172,10 @@ def predict_files(model, data, paths: list[Path], batch_size: int = 64, workers:
 # -- the command --------------------------------------------------------------------------------
 def _write_csv(df, path: Path) -> None:
     """Atomically (a temp file, then a rename): an interrupted run leaves the old file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+    from explorer.storage import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def run(args: argparse.Namespace) -> int:

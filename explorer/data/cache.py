@@ -227,8 +227,11 @@ def _build(plan: SplitPlan, size: int, training: bool, stem: Path, root: str) ->
             "geometry": {"shorter_side": size, "training": training}}
     sidecar = Path(str(stem) + ".json")
     tmp = _tmp(sidecar)
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, sidecar)
+    try:
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, sidecar)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_or_build(plan: SplitPlan, *, source: str, size: int, training: bool, cache_dir: Path,

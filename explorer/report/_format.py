@@ -13,7 +13,8 @@ ARCH_NAMES = {"densenet121": "DenseNet-121", "resnet50": "ResNet-50", "vit_small
               "vit_base": "ViT-B", "vit_tiny": "ViT-Ti", "vit_nano": "ViT-nano",
               "vit_micro": "ViT-micro"}
 STATUS_TEXT = {"completed": "completed", "stopped_early": "stopped early by ASHA",
-               "failed": "failed", "running": "still running"}
+               "failed": "failed", "running": "still running",
+               "missing": "finished, record missing"}
 
 
 def is_missing(x) -> bool:

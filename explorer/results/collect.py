@@ -22,6 +22,8 @@ from explorer.train.artifacts import TrialArtifacts
 
 
 def trial_status(state: dict, summary: dict | None) -> str:
+    if state.get("missing"):  # finished, but its record was deleted: not a failure
+        return "missing"
     if state.get("status") == "ERROR":
         return "failed"
     if state.get("status") not in (None, "TERMINATED"):

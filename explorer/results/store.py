@@ -6,7 +6,7 @@ the numbers with pandas. Layout, under ``RUN_DIR/results/``:
 
 ``trials.parquet``           one row per trial (search trials and baseline runs)
     trial_id str, kind {"recipe", "baseline"}, label str, arch str,
-    status {"completed", "stopped_early", "failed", "running"}, error str|None,
+    status {"completed", "stopped_early", "failed", "running", "missing"}, error str|None,
     epochs_run int, epochs_planned int, best_epoch int|None (1-based),
     val_mean_auc float|None (at best_epoch), test_mean_auc float|None (finalists, baselines),
     finalist bool, seed int, wall_time_s float, config_hash str, config_json str,
@@ -72,7 +72,8 @@ TABLES = (
 #: The pre-training stage's record in the experiment folder (``explorer.search.pretraining``).
 STAGE_FILE = "pretraining.json"
 PARAM_PREFIX = "param/"
-STATUSES = ("completed", "stopped_early", "failed", "running")
+#: "missing": a finished trial whose record was deleted (explorer.search.stages.missing_records)
+STATUSES = ("completed", "stopped_early", "failed", "running", "missing")
 
 
 @dataclass

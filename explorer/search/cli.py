@@ -66,7 +66,12 @@ def _log_to_stdout() -> None:
         log.addHandler(_StdoutHandler())
 
 
+RESUME_HINT = "run the same command with --resume to continue"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from explorer.storage.faults import StorageFault
+
     args = build_parser().parse_args(argv)
     _log_to_stdout()
     try:
@@ -74,9 +79,37 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {cli_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command with --resume to continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (explorer.search.faults.Terminated)
+        term = type(exc).__name__ == "Terminated"
+        # after Ctrl-C the terminal shows ^C: start on a line of our own
+        print("terminated: " + RESUME_HINT if term else "\ninterrupted: " + RESUME_HINT,
+              file=sys.stderr)
+        return 143 if term else 130
+    except Exception as exc:
+        # Tune wraps what its callbacks raise (explorer.search.faults.FaultWatch) in a
+        # TuneError; a full or read-only disk met outside a trial is a bare OSError
+        fault = wrapped_user_error(exc) or StorageFault.from_exception(exc, _shown_storage(args))
+        if fault is None:
+            raise
+        print(f"error: {cli_line(fault)}", file=sys.stderr)
+        return 2
+
+
+def wrapped_user_error(exc: BaseException) -> UserError | None:
+    """The ``UserError`` an exception was raised from or while handling, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, UserError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _shown_storage(args: argparse.Namespace) -> str:
+    from explorer.storage.remote import shown
+
+    return shown(str(args.storage or "the storage"))
 
 
 def _check_name(name: str | None) -> None:
@@ -91,11 +124,10 @@ def run(args: argparse.Namespace) -> int:
     check_environment()   # first: the modules imported next read some of these settings
     args.storage = storage_setting(args.storage)
     check_folder(args.reports, "--reports")   # written last: a bad one would fail at the end
-    from explorer.search import cluster
-    from explorer.search.context import RunContext, RunInputs
     from explorer.search.dryrun import dry_run_text
     from explorer.search.experiment import Experiment
     from explorer.search.preflight import check_loaded_spec, check_name
+    from explorer.search.writer import sole_writer
     from explorer.spec import load_spec
     from explorer.storage import open_store
 
@@ -110,8 +142,18 @@ def run(args: argparse.Namespace) -> int:
         print(dry_run_text(loaded, name))
         return 0
     store = open_store(args.storage)
-    store.pull(name)  # a remote storage: this machine's mirror of the experiment, if any
     exp = Experiment(store, name)
+    with sole_writer(store, name, exp.where):  # one driver per experiment, before any write
+        return _run_locked(args, loaded, store, exp)
+
+
+def _run_locked(args, loaded, store, exp) -> int:
+    """The run, with the experiment's driver lock held."""
+    from explorer.search import cluster
+    from explorer.search.context import RunInputs
+    from explorer.search.faults import sigterm_as_interrupt
+
+    store.pull(exp.name)  # a remote storage: this machine's mirror of the experiment, if any
     extend = args.extend or 0
     if exp.exists():
         if not (args.resume or extend or args.retry_failed):
@@ -123,24 +165,49 @@ def run(args: argparse.Namespace) -> int:
     elif args.resume:
         print(f"nothing to resume at {exp.where}: starting the search", flush=True)
 
-    from explorer.search.pipeline import Pipeline, prepare
+    from explorer.search.pipeline import prepare
 
     inputs = RunInputs(loaded)
     data = prepare(inputs)  # bad data or weights fail here, before anything is written
+    _mend(exp)
     with cluster.ray_settings(args.verbose):
         ray_cluster = cluster.connect(args.address, args.verbose)
-        cluster.check_fit(inputs.base, ray_cluster)  # so do resources that can never fit
-        cluster.check_shared_storage(store, ray_cluster)
-        from explorer.data.prepare import prepare_nodes
+        with sigterm_as_interrupt():  # after ray.init, which sets its own handler
+            return _run_on(args, loaded, exp, inputs, data, ray_cluster, extend)
 
-        prepare_nodes(inputs.base.data, ray_cluster.nodes)  # each node's cache, before trials
-        if not exp.exists():
-            exp.create(loaded)
-        pipeline = Pipeline(RunContext(inputs, exp, data, ray_cluster, args.verbose),
-                            reports=Path(args.reports))
-        t0 = time.time()
-        status = pipeline.run(extend=extend, retry_failed=args.retry_failed)
+
+def _mend(exp) -> None:
+    """What a driver that died mid-write left in an existing experiment (``repair.py``)."""
+    from explorer.search.repair import repair_journal, sweep_temporaries
+    from explorer.search.tuning import journal_path
+
+    if not exp.exists():
+        return
+    n, size = sweep_temporaries(exp.dir)
+    if n:
+        print(f"note: removed {n} temporary file(s) ({size / 1e6:.1f} MB) left by interrupted "
+              f"writes in {exp.where}", flush=True)
+    note = repair_journal(journal_path(exp.dir), f"{exp.where}/optuna.journal")
+    if note:
+        print(note, flush=True)
+
+
+def _run_on(args, loaded, exp, inputs, data, ray_cluster, extend: int) -> int:
+    """The stages on a connected cluster (inside ``cluster.ray_settings``)."""
+    from explorer.data.prepare import prepare_nodes
+    from explorer.search import cluster
+    from explorer.search.context import RunContext
+    from explorer.search.pipeline import Pipeline
+
+    cluster.check_fit(inputs.base, ray_cluster)  # so do resources that can never fit
+    cluster.check_shared_storage(exp.store, ray_cluster)
+    prepare_nodes(inputs.base.data, ray_cluster.nodes)  # each node's cache, before trials
+    if not exp.exists():
+        exp.create(loaded)
+    pipeline = Pipeline(RunContext(inputs, exp, data, ray_cluster, args.verbose),
+                        reports=Path(args.reports))
+    t0 = time.time()
+    status = pipeline.run(extend=extend, retry_failed=args.retry_failed)
     if status == 0:
         print(f"done in {time.time() - t0:.0f} s: report at {pipeline.report_path}", flush=True)
     return status
-

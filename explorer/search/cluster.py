@@ -134,10 +134,11 @@ def check_shared_storage(store, cluster: Cluster) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from explorer.storage import atomic_write_text
+
     token = uuid.uuid4().hex
     rel = f".shared-check-{token}"
-    store.path().mkdir(parents=True, exist_ok=True)
-    store.path(rel).write_text(token)
+    atomic_write_text(store.path(rel), token)
     store.push(rel)
     try:
         probe = ray.remote(num_cpus=0)(_sees_file)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -77,6 +78,9 @@ class _Background:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def wait(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
     def result(self):
         self._thread.join()
         if "error" in self._out:
@@ -101,6 +105,16 @@ class Pipeline:
             return self._run(extend, retry_failed)
 
     def _run(self, extend: int, retry_failed: bool) -> int:
+        from explorer.search.faults import FaultLog, FaultWatch
+
+        # A storage fault in a trial or in Tune's own writes ends both Tune runs (faults.py).
+        with FaultLog().attached() as log:
+            halt = threading.Event()
+            where = self.ctx.exp.where
+            return self._stages(extend, retry_failed, FaultWatch(where, log),
+                                FaultWatch(where, log, halt=halt), halt)
+
+    def _stages(self, extend: int, retry_failed: bool, watch, baselines_watch, halt) -> int:
         from explorer.search.stages import run_baselines, run_search, score_finalists
 
         ctx = self.ctx
@@ -108,11 +122,21 @@ class Pipeline:
         # slots, e.g. while the last search trials finish, go to them instead of waiting.
         started = threading.Event()
         baselines = _Background(
-            lambda: self._timed("baselines", lambda: run_baselines(ctx, started)), "baselines")
+            lambda: self._timed("baselines",
+                                lambda: run_baselines(ctx, started, baselines_watch)),
+            "baselines")
         # Tune's trainable registry is not thread-safe: let the baselines register first.
         while not started.wait(0.2) and baselines.alive():
             pass
-        states = self._timed("search", lambda: run_search(ctx, extend, retry_failed))
+        try:
+            states = self._timed("search", lambda: run_search(ctx, extend, retry_failed, watch))
+        except BaseException:
+            # The search stopped (a fault, Ctrl-C, SIGTERM): stop the baselines' Tune run too,
+            # as a crash would (its last snapshot is resumed), before the process exits; a
+            # daemon thread still printing at interpreter exit aborts it with a C stack dump.
+            halt.set()
+            baselines.wait(60)
+            raise
         if states is None:
             return self._interrupted()
         runs = baselines.result()
@@ -126,9 +150,15 @@ class Pipeline:
     def _timed(self, stage: str, fn):
         t0 = time.time()
         try:
-            return fn()
-        finally:
-            self.ctx.exp.add_stage_time(stage, time.time() - t0)
+            out = fn()
+        except BaseException:
+            # best effort: on a full or read-only disk this write fails too, and must not
+            # replace the error that stopped the stage
+            with contextlib.suppress(OSError):
+                self.ctx.exp.add_stage_time(stage, time.time() - t0)
+            raise
+        self.ctx.exp.add_stage_time(stage, time.time() - t0)
+        return out
 
     def _interrupted(self) -> int:
         print(f"search interrupted: run the same command with --resume to continue "

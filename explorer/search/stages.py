@@ -13,6 +13,7 @@ from pathlib import Path
 from explorer.errors import error_line
 from explorer.names import METRIC, MODE
 from explorer.search.context import RunContext, absolute_paths, baseline_key, baseline_rel
+from explorer.search.faults import FaultWatch
 from explorer.search.progress import Progress
 from explorer.search.resources import concurrency, trial_resources
 from explorer.search.trial import baseline_trainable, search_trainable
@@ -23,6 +24,8 @@ from explorer.search.tuning import (
     restore_tuner,
     trial_dirname,
 )
+from explorer.storage import read_json
+from explorer.storage.tunefs import tune_filesystem
 from explorer.tracking import tune_callbacks
 from explorer.train.artifacts import TrialArtifacts
 
@@ -59,15 +62,17 @@ def prune_resume_states(store, run: str, states) -> None:
 
 # -- search ---------------------------------------------------------------------------------
 def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, points: bool,
-                  retry_failed: bool, trainable):
+                  retry_failed: bool, trainable, watch: FaultWatch):
     from ray import tune
 
     exp, search = ctx.exp, ctx.loaded.spec.search
     if tune.Tuner.can_restore(str(path)):
         return restore_tuner(path, trainable, resume_errored=retry_failed,
-                             journal=journal_path(exp.dir))
+                             journal=journal_path(exp.dir), watch=watch, num_samples=num_samples)
     n_parallel = concurrency(ctx.base, ctx.cluster.resources, search.max_concurrent)
-    searcher = build_searcher(ctx.loaded, exp.dir, exp.name, points=points)
+    run = path.relative_to(exp.dir).as_posix()
+    searcher = build_searcher(ctx.loaded, exp.dir, exp.name, points=points, run=run,
+                              num_samples=num_samples)
     if search.pretraining.staged and ctx.base.uses_mae_pretraining:
         from explorer.search.pretraining import stage_searcher
 
@@ -81,14 +86,63 @@ def _search_tuner(ctx: RunContext, path: Path, name: str, num_samples: int, poin
             max_concurrent_trials=n_parallel, trial_dirname_creator=trial_dirname,
             reuse_actors=True),  # a new process per trial costs ~4 s of imports (bench/)
         run_config=tune.RunConfig(
-            name=name, storage_path=str(path.parent), verbose=1 if ctx.verbose else 0,
-            callbacks=[Progress(f"search {name}", num_samples, ctx.loaded.max_t, n_parallel),
-                       *tune_callbacks(ctx)],
+            name=name, storage_path=str(path.parent), storage_filesystem=tune_filesystem(),
+            verbose=1 if ctx.verbose else 0,
+            callbacks=[Progress(f"search {run if run != '.' else name}", num_samples,
+                                ctx.loaded.max_t, n_parallel),
+                       *tune_callbacks(ctx), watch],
             failure_config=tune.FailureConfig(max_failures=1)),
     )
 
 
-def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
+def fit_run(ctx: RunContext, path: Path, name: str, n: int, points: bool, retry_failed: bool,
+            trainable, watch: FaultWatch, claimed: set[str]) -> list:
+    """The states of the ``n`` trials of the Tune run at ``path``: restored and fitted, or
+    rebuilt from our records if Tune's state there is damaged (``rebuild.py``), in which case
+    the run's remaining trials continue in a fresh run beside it."""
+    from ray import tune
+
+    from explorer.search.rebuild import REBUILT, rebuild_run, state_damage, unsaved_trials
+
+    exp = ctx.exp
+    record = read_json(path / REBUILT)
+    if record is None:
+        damage = state_damage(path) if tune.Tuner.can_restore(str(path)) else None
+        shown = f"{exp.where}/{path.relative_to(exp.dir).as_posix()}".rstrip("/.")
+        if damage is None:
+            states = trial_states(_search_tuner(ctx, path, name, n, points, retry_failed,
+                                                trainable, watch).fit())
+            if _unfinished(states):
+                return states
+            known = claimed | {t for t, _ in states}
+            return states + [(t, st) for t, st in
+                             unsaved_trials(path, exp.dir, exp.name, known, shown)]
+        record = rebuild_run(path, exp.dir, exp.name, n, damage, claimed, shown)
+    kept = [(t, st) for t, st in record["trials"]]
+    if not record["num_samples"]:
+        return kept
+    cont = record["continued_in"]
+    return kept + fit_run(ctx, path / cont, cont, record["num_samples"], False, retry_failed,
+                          trainable, watch, claimed | {t for t, _ in kept})
+
+
+def missing_records(ctx: RunContext, states) -> None:
+    """Finished trials whose record is gone (a deleted ``trials/<id>`` folder): said in one
+    line and reported as ``missing``, never as a silent failure. Tune never runs a finished
+    trial again, so they cannot be re-run under their id."""
+    gone = [t for t, st in states if st["status"] == "TERMINATED"
+            and not (ctx.exp.dir / "trials" / t / "config.json").is_file()]
+    for t, st in states:
+        if t in gone:
+            st["missing"] = True
+            st["error"] = f"its record trials/{t} is missing (deleted?)"
+    if gone:
+        print(f"note: {len(gone)} finished trial(s) have no record in {ctx.exp.where}/trials "
+              f"(deleted?): {', '.join(gone)}; the report lists them as missing", flush=True)
+
+
+def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False,
+               watch: FaultWatch | None = None):
     """Fit, restore or extend the search; all trials' states, or None if interrupted.
 
     The search is the main Tune experiment (``<run_dir>``) plus one per ``--extend N``
@@ -113,9 +167,10 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
         ext = exp.add_extension(extend)
         parts.append((exp.dir / ext["name"], ext["name"], extend, False))
     states: list = []
+    watch = watch or FaultWatch(exp.where)
     for path, name, n, points in parts:
-        part = trial_states(_search_tuner(ctx, path, name, n, points, retry_failed,
-                                          trainable).fit())
+        part = fit_run(ctx, path, name, n, points, retry_failed, trainable, watch,
+                       {t for t, _ in states})
         states += part
         if _unfinished(part):
             return None
@@ -128,6 +183,7 @@ def run_search(ctx: RunContext, extend: int = 0, retry_failed: bool = False):
                   f"trials", flush=True)
             break
     exp.store.pull(f"{exp.name}/trials")  # a remote storage: the records the trials pushed
+    missing_records(ctx, states)
     settle_study(exp.dir, exp.name, states, space_params(ctx.loaded))
     prune_resume_states(exp.store, exp.name, states)
     return states
@@ -157,7 +213,8 @@ def is_done(run: dict) -> bool:
     return TrialArtifacts(run["artifacts"]).path("done.json").is_file()
 
 
-def run_baselines(ctx: RunContext, started: threading.Event | None = None):
+def run_baselines(ctx: RunContext, started: threading.Event | None = None,
+                  watch: FaultWatch | None = None):
     """Train the baselines not yet in the cache; None if interrupted. ``started`` is set once
     the baselines' Tune run has registered its trainable (Tune's registry is not thread-safe:
     the search waits for it)."""
@@ -178,8 +235,10 @@ def run_baselines(ctx: RunContext, started: threading.Event | None = None):
     recipe = ctx.loaded.base  # baselines share the search's resources
     trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=context),
                                     trial_resources(recipe))
+    watch = watch or FaultWatch(ctx.exp.where)
     if tune.Tuner.can_restore(str(exp_dir)):
-        tuner = restore_tuner(exp_dir, trainable, resume_errored=True, started=started)
+        tuner = restore_tuner(exp_dir, trainable, resume_errored=True, started=started,
+                              watch=watch)
     else:
         n_parallel = concurrency(recipe, ctx.cluster.resources, None)
         tuner = tune.Tuner(
@@ -189,10 +248,10 @@ def run_baselines(ctx: RunContext, started: threading.Event | None = None):
                                         trial_dirname_creator=trial_dirname, reuse_actors=True),
             run_config=tune.RunConfig(
                 name="baselines", storage_path=str(ctx.exp.dir),
-                verbose=1 if ctx.verbose else 0,
+                storage_filesystem=tune_filesystem(), verbose=1 if ctx.verbose else 0,
                 callbacks=[Progress("baselines", len(todo), recipe.finetune.epochs, n_parallel,
                                     started=started),
-                           *tune_callbacks(ctx, {r["run_id"]: r["rel"] for r in runs})],
+                           *tune_callbacks(ctx, {r["run_id"]: r["rel"] for r in runs}), watch],
                 failure_config=tune.FailureConfig(max_failures=1)),
         )
     grid = tuner.fit()

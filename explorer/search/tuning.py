@@ -31,6 +31,10 @@ from explorer.spec import LoadedSpec
 DUPLICATE_ATTR = "duplicate_of"
 EXHAUSTED_ATTR = "space_exhausted"
 LOST_NOTE = "lost in an interruption"  # set by explorer.search.study.settle_study
+#: Optuna user attribute {trial_id, run}: the Tune trial a suggestion became, and its Tune run
+#: (the run folder relative to the experiment's, "." for the main one), so that a run whose
+#: Tune state is lost can be rebuilt from the journal (explorer.search.rebuild).
+TUNE_ATTR = "tune"
 MAX_REDRAWS = 20
 
 
@@ -44,8 +48,11 @@ class ResumableOptunaSearch(OptunaSearch):
     """
 
     def __init__(self, *args, params: dict[str, dict] | None = None, rng_seed: int = 0,
-                 **kwargs):
+                 run: str = ".", num_samples: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.run = run
+        #: The run's trials, counted in the journal (``suggest``); None: Tune's count only.
+        self.num_samples = num_samples
         #: The journal this process must use after a restore (``use_journal``); None: the one
         #: the searcher was built with.
         self.journal: str | None = None
@@ -69,9 +76,12 @@ class ResumableOptunaSearch(OptunaSearch):
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         """Restore the state Tune saved, then point the study at ``journal`` (see above)."""
         journal = getattr(self, "journal", None)  # a searcher pickled before it had one: None
+        n = getattr(self, "num_samples", None)  # this process' count (restore_tuner)
         space = (getattr(self, "_params", {}), getattr(self, "_rng", random.Random(0)))
         super().restore_from_dir(checkpoint_dir)  # replaces __dict__, journal included
         self.journal = journal
+        if n is not None:  # also for a searcher pickled before it counted
+            self.num_samples = n
         if not hasattr(self, "_params"):  # pickled before distinct configurations
             self._set_space(space[0], 0)
             self._rng = space[1]
@@ -96,9 +106,22 @@ class ResumableOptunaSearch(OptunaSearch):
         A proposal equal to a known configuration is told to Optuna as what it is (the known
         trial's value, or a failure while that trial still runs, tagged ``duplicate_of``) and
         the sampler is asked again. A sampler stuck on known ground gets an untried
-        configuration enqueued for it.
+        configuration enqueued for it. The trial is tagged with its Tune id and run
+        (``TUNE_ATTR``).
         """
-        if trial_id in self._ot_trials or not self._params:  # restored: keeps its config
+        if trial_id in self._ot_trials:  # restored: keeps its config
+            return super().suggest(trial_id)
+        config = self._suggest_new(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_study._storage.set_trial_user_attr(
+                self._ot_trials[trial_id]._trial_id, TUNE_ATTR,
+                {"trial_id": trial_id, "run": getattr(self, "run", ".")})
+        return config
+
+    def _suggest_new(self, trial_id: str):
+        if self._run_full():
+            return Searcher.FINISHED
+        if not self._params:
             return super().suggest(trial_id)
         taken = self._taken()
         if self._size is not None and len(taken) >= self._size:
@@ -117,13 +140,13 @@ class ResumableOptunaSearch(OptunaSearch):
         self._ot_study.enqueue_trial(self._rng.choice(untried), skip_if_exists=False)
         return super().suggest(trial_id)
 
-    def _taken(self) -> dict[str, Any]:
-        """Configuration key -> the Optuna trial that has it, for every trial that finished or
-        is running in this search (not duplicates, not trials lost to an interruption)."""
+    def _kept_trials(self) -> list[Any]:
+        """The study's trials that finished or are running in this search: not duplicates,
+        not trials lost to an interruption, not queued ones."""
         from optuna.trial import TrialState
 
         live = {t.number for t in self._ot_trials.values()}
-        out: dict[str, Any] = {}
+        out = []
         for t in self._ot_study.get_trials(deepcopy=False):
             if DUPLICATE_ATTR in t.user_attrs or t.user_attrs.get("note") == LOST_NOTE:
                 continue
@@ -131,8 +154,30 @@ class ResumableOptunaSearch(OptunaSearch):
                 continue  # asked by a driver that died before Tune knew the trial
             if t.state == TrialState.WAITING:
                 continue
+            out.append(t)
+        return out
+
+    def _taken(self) -> dict[str, Any]:
+        """Configuration key -> the Optuna trial that has it (``_kept_trials``)."""
+        out: dict[str, Any] = {}
+        for t in self._kept_trials():
             out.setdefault(config_key(t.params, self._params), t)
         return out
+
+    def _run_full(self) -> bool:
+        """Whether this Tune run already has its ``num_samples`` trials by the journal's count.
+
+        Tune counts the trials in its last saved state, and a search stopped by a fault (or
+        killed) can have finished a trial after that save: Tune's restore does not know it and
+        would run one trial too many, while the journal (written at once) does. Those trials
+        are kept from the journal and their records (``rebuild.unsaved_trials``)."""
+        n = getattr(self, "num_samples", None)  # a searcher pickled before it had one: None
+        if not n:
+            return False
+        run = getattr(self, "run", ".")
+        mine = [t for t in self._kept_trials()
+                if (t.user_attrs.get(TUNE_ATTR) or {}).get("run") == run]
+        return len(mine) >= n
 
     def _tell_duplicate(self, trial_id: str, known) -> None:
         from optuna.trial import TrialState
@@ -187,9 +232,10 @@ def space_params(loaded: LoadedSpec) -> dict[str, dict]:
 
 
 def build_searcher(loaded: LoadedSpec, run_dir: Path | None, study_name: str,
-                   points: bool = True):
-    """The search's Optuna searcher; ``run_dir`` None: its study in memory (``explorer.replay``
-    re-runs searches on recorded curves and writes nothing)."""
+                   points: bool = True, run: str = ".", num_samples: int | None = None):
+    """The Optuna searcher on the study in ``run_dir``'s journal; ``run``: its Tune run, as
+    ``TUNE_ATTR`` names it, of ``num_samples`` trials. ``run_dir`` None: its study in memory
+    (``explorer.replay`` re-runs searches on recorded curves and writes nothing)."""
     import optuna
 
     s = loaded.spec.search
@@ -203,7 +249,8 @@ def build_searcher(loaded: LoadedSpec, run_dir: Path | None, study_name: str,
     metric, mode = searcher_objective(s)  # [auc, cost]: a multi-objective study
     return ResumableOptunaSearch(
         space=functools.partial(suggest_space, params=params), params=params,
-        metric=metric, mode=mode, sampler=sampler, rng_seed=s.searcher.seed,
+        metric=metric, mode=mode, sampler=sampler, rng_seed=s.searcher.seed, run=run,
+        num_samples=num_samples,
         storage=optuna_storage(run_dir) if run_dir is not None else None,
         study_name=study_name,
         points_to_evaluate=([dict(p) for p in s.points_to_evaluate] or None) if points else None,
@@ -227,7 +274,7 @@ def trial_dirname(trial) -> str:
 
 
 def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path | None = None,
-                  started=None):
+                  started=None, watch=None, num_samples: int | None = None):
     """``Tuner.restore`` of the Tune experiment at ``path``, pointed at this process.
 
     What Tune restores was pickled by the process that started the experiment, maybe on
@@ -238,15 +285,24 @@ def restore_tuner(path: Path, trainable, *, resume_errored: bool, journal: Path 
     """
     from ray import tune
 
+    from explorer.search.faults import FaultWatch
+    from explorer.storage.tunefs import tune_filesystem
+
     tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
-                               resume_errored=resume_errored)
+                               resume_errored=resume_errored,
+                               storage_filesystem=tune_filesystem())
     internal = tuner._local_tuner  # None only through a Ray Client (ray://), not supported
     searcher = internal._tune_config.search_alg
     while not isinstance(searcher, ResumableOptunaSearch) and hasattr(searcher, "searcher"):
         searcher = searcher.searcher  # inside the pre-training stage (search/pretraining.py)
     if journal is not None and isinstance(searcher, ResumableOptunaSearch):
         searcher.use_journal(journal)
-    for callback in internal.get_run_config().callbacks or []:
+        searcher.num_samples = num_samples
+    run_config = internal.get_run_config()
+    callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, FaultWatch)]
+    for callback in callbacks:
         if isinstance(callback, Progress):
             callback.started = started
+    # a run started before FaultWatch existed has none: this process' watch either way
+    run_config.callbacks = callbacks + ([watch] if watch is not None else [])
     return tuner

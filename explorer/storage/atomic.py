@@ -28,8 +28,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a write to an open file names none: name the target
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        # A full or read-only disk may refuse even this; the error that matters is the one
+        # the write raised, and a driver that resumes removes what is left (search/repair.py).
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -47,11 +54,39 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
+class _WriteFault:
+    """A binary file that remembers the first ``OSError`` a write raised."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` through a Python file: on a full disk torch's zip writer raises a
+    ``RuntimeError`` that names no cause, so the ``OSError`` the write met is raised instead
+    (``explorer.storage.faults`` recognises it)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        out = _WriteFault(f)
+        try:
+            torch.save(obj, out)
+            f.flush()
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise
+        os.fsync(f.fileno())
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:

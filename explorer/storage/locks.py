@@ -4,7 +4,9 @@ baseline) while the others wait.
 ``FileLock`` is a file created with O_EXCL (atomic on local disks and on NFS since NFSv3);
 ``ObjectLock`` is its counterpart on an object store, which has no exclusive create. Both stay
 fresh through a heartbeat thread; a holder that dies stops it, and after ``ttl`` seconds another
-process may take the lock. ``Store.lock`` picks the right one.
+process may take the lock, or at once when the holder ran on this host and its process is gone
+(a driver killed with ``kill -9`` is resumed without waiting). ``Store.lock`` picks the right
+one; ``holder()`` says who holds a lock (host, pid, since when), for the one-line refusal.
 """
 
 from __future__ import annotations
@@ -22,6 +24,29 @@ from typing import Protocol
 from explorer.settings import env_seconds
 
 STALE_ENV = "CXR_EXPLORER_LOCK_STALE_S"
+
+
+def _this_holder(owner: str) -> dict:
+    """What a lock records about its holder."""
+    return {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+            "acquired": time.time()}
+
+
+def holder_gone(info: dict | None) -> bool:
+    """The holder ran on this host and its process no longer exists (pid reuse can only make
+    a dead holder look alive, which the heartbeat's ttl still catches)."""
+    if not info or info.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(info["pid"])
+        os.kill(pid, 0)
+    except (KeyError, TypeError, ValueError):
+        return False
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def lock_timing() -> tuple[float, float]:
@@ -90,17 +115,36 @@ class FileLock(HeartbeatLock):
                     return False
                 continue
             with os.fdopen(fd, "w") as f:
-                json.dump({"owner": self.owner, "since": time.time()}, f)
+                info = _this_holder(self.owner)
+                json.dump({**info, "since": info["acquired"]}, f)
             self._start_heartbeat()
             return True
         return False
 
-    def _break_if_stale(self) -> bool:
+    def holder(self) -> dict | None:
+        """{owner, host, pid, acquired, age}: who holds the lock and how many seconds ago it
+        last showed it is alive; None if nobody does."""
+        return self._holder(self.path)
+
+    @staticmethod
+    def _holder(path: Path) -> dict | None:
         try:
-            age = time.time() - self.path.stat().st_mtime
+            age = time.time() - path.stat().st_mtime
+            info = json.loads(path.read_text())
         except FileNotFoundError:
-            return True
-        if age < self.ttl:
+            return None
+        except (OSError, ValueError):  # being written, or damaged: only its age is known
+            info = {}
+        info = info if isinstance(info, dict) else {}
+        info.setdefault("acquired", info.get("since"))
+        return {**info, "age": age}
+
+    def _stale(self, path: Path) -> bool:
+        info = self._holder(path)
+        return info is None or info["age"] >= self.ttl or holder_gone(info)
+
+    def _break_if_stale(self) -> bool:
+        if not self._stale(self.path):
             return False
         # Two breakers may race; renaming to a unique name lets exactly one of them win.
         grave = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}.{time.time_ns()}")
@@ -108,7 +152,7 @@ class FileLock(HeartbeatLock):
             os.replace(self.path, grave)
         except FileNotFoundError:
             return True
-        if time.time() - grave.stat().st_mtime < self.ttl:
+        if not self._stale(grave):
             # Another breaker won and a live holder's fresh lock was moved: put it back.
             with contextlib.suppress(FileExistsError):
                 os.link(grave, self.path)
@@ -118,11 +162,12 @@ class FileLock(HeartbeatLock):
         return True
 
     def _refresh(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # a storage gone read-only: the search stops anyway
             os.utime(self.path)
 
     def _drop(self) -> None:
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
 
 
 class ObjectStore(Protocol):
@@ -147,16 +192,32 @@ class ObjectLock(HeartbeatLock):
                  settle: float = 1.0):
         self.remote, self.rel, self.owner = remote, rel, owner
         self.ttl, self.heartbeat, self.settle = ttl, heartbeat, settle
+        self._info = _this_holder(owner)
 
-    def _read(self) -> tuple[str, float] | None:
+    def _raw(self) -> dict | None:
         try:
             d = json.loads(self.remote.read_bytes(self.rel))
-            return str(d["owner"]), float(d["since"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return d if isinstance(d, dict) and "owner" in d and "since" in d else None
+        except (OSError, ValueError):
             return None
 
+    def _read(self) -> tuple[str, float] | None:
+        d = self._raw()
+        try:
+            return (str(d["owner"]), float(d["since"])) if d else None
+        except (TypeError, ValueError):
+            return None
+
+    def holder(self) -> dict | None:
+        """{owner, host, pid, acquired, age} as ``FileLock.holder``; ``since`` in a lock object
+        is its last heartbeat."""
+        d, held = self._raw(), self._read()
+        if d is None or held is None:
+            return None
+        return {**d, "acquired": d.get("acquired", held[1]), "age": time.time() - held[1]}
+
     def _write(self) -> None:
-        self.remote.write_bytes(self.rel, json.dumps({"owner": self.owner,
+        self.remote.write_bytes(self.rel, json.dumps({**self._info,
                                                       "since": time.time()}).encode())
 
     def _mine(self) -> bool:
@@ -165,8 +226,10 @@ class ObjectLock(HeartbeatLock):
 
     def try_acquire(self) -> bool:
         held = self._read()
-        if held is not None and held[0] != self.owner and time.time() - held[1] < self.ttl:
+        if held is not None and held[0] != self.owner and time.time() - held[1] < self.ttl \
+                and not holder_gone(self._raw()):
             return False
+        self._info = _this_holder(self.owner)
         self._write()
         time.sleep(self.settle)
         if not self._mine():

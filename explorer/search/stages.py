@@ -8,6 +8,7 @@ already scored is not scored again.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from explorer.errors import error_line
@@ -25,6 +26,7 @@ from explorer.search.tuning import (
     trial_dirname,
 )
 from explorer.storage import read_json
+from explorer.storage.atomic import atomic_write_json
 from explorer.storage.tunefs import tune_filesystem
 from explorer.tracking import tune_callbacks
 from explorer.train.artifacts import TrialArtifacts
@@ -213,6 +215,33 @@ def is_done(run: dict) -> bool:
     return TrialArtifacts(run["artifacts"]).path("done.json").is_file()
 
 
+#: The baselines a baselines' Tune run was started for (beside its state).
+BASELINE_RUNS = "runs.json"
+
+
+def _restorable(exp_dir: Path, todo: list[dict], where: str) -> bool:
+    """Whether the saved baselines' run can train every baseline still to do.
+
+    A recipe that changed between the search and its resume (a new default in a new version)
+    gives a baseline a new cache key that the saved run never had: restored, it would never
+    train it and the report would show it failed with no reason. Such a run is moved aside
+    (never deleted) and the baselines still to do get a new one."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(exp_dir)):
+        return False
+    known = read_json(exp_dir / BASELINE_RUNS)
+    wanted = {r["run_id"] for r in todo}
+    if not isinstance(known, list) or wanted <= set(known):
+        return True  # a run saved before this record existed: as before
+    aside = exp_dir.with_name(f"{exp_dir.name}-replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    exp_dir.rename(aside)
+    print(f"note: {where}: {len(wanted - set(known))} baseline(s) have recipes that changed "
+          f"since the search started (a new version's defaults); training them in a new run "
+          f"(the old one moved to {aside.name})", flush=True)
+    return False
+
+
 def run_baselines(ctx: RunContext, started: threading.Event | None = None,
                   watch: FaultWatch | None = None):
     """Train the baselines not yet in the cache; None if interrupted. ``started`` is set once
@@ -236,10 +265,12 @@ def run_baselines(ctx: RunContext, started: threading.Event | None = None,
     trainable = tune.with_resources(tune.with_parameters(baseline_trainable, context=context),
                                     trial_resources(recipe))
     watch = watch or FaultWatch(ctx.exp.where)
-    if tune.Tuner.can_restore(str(exp_dir)):
+    if _restorable(exp_dir, todo, ctx.exp.where):
         tuner = restore_tuner(exp_dir, trainable, resume_errored=True, started=started,
                               watch=watch)
     else:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(exp_dir / BASELINE_RUNS, [r["run_id"] for r in todo])
         n_parallel = concurrency(recipe, ctx.cluster.resources, None)
         tuner = tune.Tuner(
             trainable,

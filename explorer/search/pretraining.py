@@ -99,6 +99,7 @@ class PretrainStage(Searcher):
             ready = next((c for c in self._configs if c["status"] == "ready"), None)
         if ready is not None:
             ready.update(status="handed", trial_id=trial_id, handed_at=time.time())
+            self._tag(ready["id"], trial_id)
             self._live[trial_id] = ready["id"]
             self._save()
             return ready["params"]
@@ -130,6 +131,10 @@ class PretrainStage(Searcher):
         return {k: v for k, v in self.__dict__.items() if k != "_jobs"} | {"_jobs": {}}
 
     # -- the stage --------------------------------------------------------------------------
+    def _tag(self, inner: str, trial_id: str | None) -> None:
+        if hasattr(self.searcher, "tag_trial"):  # the journal names the Tune trial, if any
+            self.searcher.tag_trial(inner, trial_id)
+
     def _busy(self) -> int:
         """Slots taken: running trials, recipes ready for Tune, and each training encoder
         (once, or once per recipe waiting for it: they will all become trials)."""
@@ -157,6 +162,7 @@ class PretrainStage(Searcher):
         if params == Searcher.FINISHED:  # a bounded space tried in full
             self._num_samples = len(self._configs)
             return
+        self._tag(inner, None)  # not a Tune trial (yet): never one the journal must restore
         skey = stage_key(_recipe(self._base, params))
         self._configs.append({"id": inner, "params": params, "skey": skey,
                               "status": "waiting", "trial_id": None})

@@ -71,7 +71,8 @@ def _part_trials(study, run: str, records: Path, claimed: set[str]) -> dict[str,
     trials = [t for t in study.get_trials(deepcopy=False) if DUPLICATE_ATTR not in t.user_attrs]
     if any(TUNE_ATTR in t.user_attrs for t in trials):
         return {t.user_attrs[TUNE_ATTR]["trial_id"]: t for t in trials
-                if (t.user_attrs.get(TUNE_ATTR) or {}).get("run") == run}
+                if (t.user_attrs.get(TUNE_ATTR) or {}).get("run") == run
+                and t.user_attrs[TUNE_ATTR].get("trial_id")}  # none: stage-stopped recipes
     by_params = {json.dumps(t.params, sort_keys=True): t for t in trials}
     out = {}
     for d in sorted(records.glob("*")):
@@ -153,6 +154,8 @@ def unsaved_trials(run_dir: Path, exp_dir: Path, study_name: str, known: set[str
     for t in load_study(exp_dir, study_name).get_trials(deepcopy=False):
         tag = t.user_attrs.get(TUNE_ATTR) or {}
         if DUPLICATE_ATTR in t.user_attrs or tag.get("run") != run or tag["trial_id"] in known:
+            continue
+        if not tag["trial_id"]:  # a recipe the pre-training stage stopped: never a Tune trial
             continue
         outcome = _outcome(tag["trial_id"], t, exp_dir / "trials", run_dir)
         if outcome is not None:

@@ -179,6 +179,17 @@ class ResumableOptunaSearch(OptunaSearch):
                 if (t.user_attrs.get(TUNE_ATTR) or {}).get("run") == run]
         return len(mine) >= n
 
+    def tag_trial(self, suggested_as: str, trial_id: str | None) -> None:
+        """Re-tag the Optuna trial suggested under ``suggested_as`` with the Tune trial it
+        became (``TUNE_ATTR``), or with none (``trial_id`` None) while it is not a Tune trial:
+        the pre-training stage (search/pretraining.py) draws recipes under its own ids before
+        Tune names them, and stops some that never become trials."""
+        ot_trial = self._ot_trials.get(suggested_as)
+        if ot_trial is not None:
+            self._ot_study._storage.set_trial_user_attr(
+                ot_trial._trial_id, TUNE_ATTR, {"trial_id": trial_id,
+                                                "run": getattr(self, "run", ".")})
+
     def _tell_duplicate(self, trial_id: str, known) -> None:
         from optuna.trial import TrialState
 

@@ -53,7 +53,11 @@ def sole_writer(store: Store, name: str, where: str) -> Iterator[None]:
     live driver holds it. A folder made only for the lock is removed again (a run refused
     later, e.g. for bad data, leaves nothing behind)."""
     folder = store.path(name)
-    existed = folder.exists()
+    made = []  # folders the lock will create: the experiment's, and the storage's if new
+    for d in (folder, *folder.parents):
+        if d.exists():
+            break
+        made.append(d)
     # unique per driver: a lock object held by the same owner counts as one's own
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lock = store.lock(f"{name}/{LOCK}", owner=owner)
@@ -63,6 +67,8 @@ def sole_writer(store: Store, name: str, where: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
-        if not existed:
-            with contextlib.suppress(OSError):  # not empty: the run wrote its record
-                folder.rmdir()
+        for d in made:  # deepest first; one that is not empty holds the run's record
+            try:
+                d.rmdir()
+            except OSError:
+                break

@@ -97,10 +97,10 @@ def test_second_driver_refused_sigterm_then_damaged_state_rebuilt(tmp_path):
     run = tmp_path / "mask_ratio"
     first = launch(tmp_path)
     wait_for("one finished trial", lambda: len(done_files(run)) >= 1, first)
+    lock = json.loads((run / "driver.lock").read_text())  # read while the first surely runs
     second = launch(tmp_path, "--resume")
     code, err, _ = finish(second, timeout=120)
-    lock = json.loads((run / "driver.lock").read_text())
-    assert code == 2
+    assert code == 2, (err, "the first search ended before the second was refused?")
     one_line(err, "being run by another search", f"pid {first.pid}", str(lock["host"]))
     assert first.poll() is None, "the refused driver stopped the first"
 

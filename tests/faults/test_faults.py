@@ -95,10 +95,12 @@ def test_full_then_read_only_storage_stop_in_one_line_and_resume(tmp_path):
 
 def test_second_driver_refused_sigterm_then_damaged_state_rebuilt(tmp_path):
     run = tmp_path / "mask_ratio"
-    first = launch(tmp_path)
+    # trials long enough that the first search surely runs while the second is refused
+    longer = ("--set", "finetune.epochs=8")
+    first = launch(tmp_path, *longer)
     wait_for("one finished trial", lambda: len(done_files(run)) >= 1, first)
     lock = json.loads((run / "driver.lock").read_text())  # read while the first surely runs
-    second = launch(tmp_path, "--resume")
+    second = launch(tmp_path, "--resume", *longer)
     code, err, _ = finish(second, timeout=120)
     assert code == 2, (err, "the first search ended before the second was refused?")
     one_line(err, "being run by another search", f"pid {first.pid}", str(lock["host"]))
@@ -116,7 +118,7 @@ def test_second_driver_refused_sigterm_then_damaged_state_rebuilt(tmp_path):
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     with open(run / "optuna.journal", "ab") as f:
         f.write(b'{"op_code": 5, "worker_id": "x", "tri')
-    third = launch(tmp_path, "--resume")
+    third = launch(tmp_path, "--resume", *longer)
     code, err, out = finish(third, timeout=400)
     assert code == 0 and not err, err
     assert "optuna.journal: its last line was cut off by an interrupted write" in out, out
@@ -129,7 +131,7 @@ def test_second_driver_refused_sigterm_then_damaged_state_rebuilt(tmp_path):
     for f in gone.iterdir():
         f.unlink()
     gone.rmdir()
-    fourth = launch(tmp_path, "--resume")
+    fourth = launch(tmp_path, "--resume", *longer)
     code, err, out = finish(fourth, timeout=300)
     assert code == 0 and not err, err
     assert f"no record in {run}/trials" in out and gone.name in out, out

@@ -8,15 +8,18 @@ rank 0 to write it. Now it is written when ``checkpoint.every_epochs`` or
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from explorer.spec.config import CheckpointConfig
+from explorer.storage import atomic_torch_save, atomic_write_bytes
 
 
 class Cadence:
@@ -93,3 +96,16 @@ class Writer:
     def close(self) -> None:
         self._jobs.put(None)
         self._thread.join()
+
+
+def partial_saver(workdir: Path, on_save: Callable[[], None] | None = None
+                  ) -> Callable[[dict], None]:
+    """How a pre-training (MAE or MoCo) saves its resume state: ``partial.pt`` and
+    ``losses.json`` (its mean loss per epoch, ``state["losses"]``), each written whole, then
+    ``on_save`` (e.g. a push to remote storage). Runs on the ``Writer`` thread."""
+    def save(state: dict) -> None:
+        atomic_torch_save(state, workdir / "partial.pt")
+        atomic_write_bytes(workdir / "losses.json", json.dumps(state["losses"]).encode())
+        if on_save is not None:
+            on_save()
+    return save

@@ -25,8 +25,8 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 
 from explorer.spec.config import Recipe
-from explorer.storage import atomic_torch_save, atomic_write_bytes
-from explorer.train.cadence import Cadence, Writer, snapshot
+from explorer.storage import atomic_write_bytes
+from explorer.train.cadence import Cadence, Writer, partial_saver, snapshot
 from explorer.train.common import (
     autocast,
     build_scheduler,
@@ -151,12 +151,7 @@ def moco_loop(recipe: Recipe, data, session: Session, workdir: Path,
             k = moco.keys(model_input(views[:, 1:], channels_last=True), m.key_splits)
             return criterion(q.float(), k.float())
 
-    def save(state: dict) -> None:
-        atomic_torch_save(state, partial)
-        atomic_write_bytes(workdir / "losses.json", json.dumps(state["losses"]).encode())
-        if on_save is not None:
-            on_save()
-
+    save = partial_saver(workdir, on_save)
     cadence, writer = Cadence(recipe.checkpoint, start), Writer() if session.is_main else None
     updates = start * plan.updates_per_epoch
     scheduler.step_update(updates)

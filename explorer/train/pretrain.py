@@ -33,7 +33,7 @@ from explorer.storage import (
     atomic_write_bytes,
     read_json,
 )
-from explorer.train.cadence import Cadence, Writer, snapshot
+from explorer.train.cadence import Cadence, Writer, partial_saver, snapshot
 from explorer.train.common import (
     StepPlan,
     autocast,
@@ -149,12 +149,7 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
         with autocast(device, recipe.resources):
             return model(model_input(imgs), mask_ratio=p.mask_ratio)[0]
 
-    def save(state: dict) -> None:
-        atomic_torch_save(state, partial)
-        atomic_write_bytes(workdir / "losses.json", json.dumps(state["losses"]).encode())
-        if on_save is not None:
-            on_save()
-
+    save = partial_saver(workdir, on_save)
     cadence, writer = Cadence(recipe.checkpoint, start), Writer() if session.is_main else None
     updates = start * plan.updates_per_epoch
     scheduler.step_update(updates)

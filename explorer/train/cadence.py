@@ -12,7 +12,8 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,19 @@ def partial_saver(workdir: Path, on_save: Callable[[], None] | None = None
         if on_save is not None:
             on_save()
     return save
+
+
+@contextmanager
+def rank0_writer(is_main: bool, workdir: Path, losses: list[dict]) -> Iterator[Writer | None]:
+    """A pre-training loop's ``Writer`` on rank 0 (``None`` on the other ranks). When the loop
+    ends without an error it waits for the last resume state, then writes ``losses.json`` (the
+    ``losses`` list as the loop left it); the thread is stopped either way."""
+    writer = Writer() if is_main else None
+    try:
+        yield writer
+        if writer is not None:
+            writer.flush()
+            atomic_write_bytes(workdir / "losses.json", json.dumps(losses).encode())
+    finally:
+        if writer is not None:
+            writer.close()

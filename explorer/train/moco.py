@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +24,7 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 
 from explorer.spec.config import Recipe
-from explorer.storage import atomic_write_bytes
-from explorer.train.cadence import Cadence, Writer, partial_saver, snapshot
+from explorer.train.cadence import Cadence, partial_saver, rank0_writer, snapshot
 from explorer.train.common import (
     autocast,
     build_scheduler,
@@ -152,10 +150,10 @@ def moco_loop(recipe: Recipe, data, session: Session, workdir: Path,
             return criterion(q.float(), k.float())
 
     save = partial_saver(workdir, on_save)
-    cadence, writer = Cadence(recipe.checkpoint, start), Writer() if session.is_main else None
+    cadence = Cadence(recipe.checkpoint, start)
     updates = start * plan.updates_per_epoch
     scheduler.step_update(updates)
-    try:
+    with rank0_writer(session.is_main, workdir, losses) as writer:
         for epoch in range(start, p.epochs):
             t0 = time.perf_counter()
             moco.key_backbone.train()
@@ -174,12 +172,6 @@ def moco_loop(recipe: Recipe, data, session: Session, workdir: Path,
                     "queue": snapshot(criterion.state_dict()),
                     "optimizer": snapshot(optimizer.state_dict()),
                     "epoch": epoch + 1, "losses": list(losses)}))
-        if writer is not None:
-            writer.flush()
-            atomic_write_bytes(workdir / "losses.json", json.dumps(losses).encode())
-    finally:
-        if writer is not None:
-            writer.close()
     return {k: v.detach().cpu() for k, v in moco.backbone.state_dict().items()}
 
 

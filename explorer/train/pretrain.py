@@ -33,7 +33,7 @@ from explorer.storage import (
     atomic_write_bytes,
     read_json,
 )
-from explorer.train.cadence import Cadence, Writer, partial_saver, snapshot
+from explorer.train.cadence import Cadence, partial_saver, rank0_writer, snapshot
 from explorer.train.common import (
     StepPlan,
     autocast,
@@ -150,11 +150,11 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
             return model(model_input(imgs), mask_ratio=p.mask_ratio)[0]
 
     save = partial_saver(workdir, on_save)
-    cadence, writer = Cadence(recipe.checkpoint, start), Writer() if session.is_main else None
+    cadence = Cadence(recipe.checkpoint, start)
     updates = start * plan.updates_per_epoch
     scheduler.step_update(updates)
     end = p.epochs if stop_at is None else min(stop_at, p.epochs)
-    try:
+    with rank0_writer(session.is_main, workdir, losses) as writer:
         for epoch in range(start, end):
             t0 = time.perf_counter()
             loss, updates, waited = train_one_epoch(model, batches, optimizer, scheduler, plan,
@@ -172,12 +172,6 @@ def pretrain_loop(recipe: Recipe, data, session: Session, workdir: Path,
                     "model": snapshot(unwrap(model).state_dict()),
                     "optimizer": snapshot(optimizer.state_dict()),
                     "epoch": epoch + 1, "losses": list(losses), "plan": plan.record()}))
-        if writer is not None:
-            writer.flush()
-            atomic_write_bytes(workdir / "losses.json", json.dumps(losses).encode())
-    finally:
-        if writer is not None:
-            writer.close()
     return unwrap(model).state_dict()
 
 

@@ -76,11 +76,26 @@ def load_scales() -> dict:
     raise SpecError("recipes/scales.yaml not found")
 
 
-def scale_overlay(scale: str, family: str) -> dict:
+def scale_overlay(scale: str, family: str, source: str | None = None) -> dict:
+    """A scale's sections for one recipe: ``all``, then the architecture family's (``vit`` or
+    ``cnn``), then ``phantom`` when the fine-tuning data is the built-in phantom (how much of
+    it to generate is the demo's choice; for real sources ``data.images`` is only a cap)."""
     if scale not in SCALES:
         raise SpecError(f"unknown scale '{scale}' (choose one of {', '.join(SCALES)})")
     sc = load_scales()[scale]
-    return deep_merge(sc.get("all") or {}, sc.get(family) or {})
+    out = deep_merge(sc.get("all") or {}, sc.get(family) or {})
+    if source == "phantom":
+        out = deep_merge(out, sc.get("phantom") or {})
+    return out
+
+
+def _final_source(d: dict, overlays: tuple[dict, ...], params: dict[str, Any] | None) -> str:
+    """The fine-tuning data's source once every overlay and parameter is applied."""
+    source = (d.get("data") or {}).get("source", "phantom")
+    for over in overlays:
+        source = (over.get("data") or {}).get("source", source) if isinstance(over, dict) \
+            else source
+    return (params or {}).get("data.source", source)
 
 
 def scale_search_defaults(scale: str) -> dict:
@@ -135,7 +150,8 @@ def resolve_recipe_dict(name: str, scale: str, overlays: tuple[dict, ...] = (),
                         params: dict[str, Any] | None = None) -> dict:
     """Recipe dict -> scale overlay -> spec overlays -> searched parameter values."""
     d = load_recipe_dict(name)
-    d = deep_merge(d, scale_overlay(scale, family_of(d.get("model", {}).get("arch", "vit_small"))))
+    family = family_of(d.get("model", {}).get("arch", "vit_small"))
+    d = deep_merge(d, scale_overlay(scale, family, _final_source(d, overlays, params)))
     for over in overlays:
         d = deep_merge(d, over)
     for path, value in (params or {}).items():

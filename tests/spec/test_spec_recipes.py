@@ -97,3 +97,17 @@ def test_vit_regularisation_at_every_scale_follows_the_written_rule(scale):
                 "randaug_magnitude": r.finetune.randaug_magnitude} == rule, (name, scale)
     if scale == "paper":
         assert rule == {"drop_path": 0.2, "randaug_magnitude": 6}
+
+
+def test_the_phantom_section_sizes_the_demo_and_real_sources_keep_their_cap():
+    """cpu scale: the built-in phantom generates 320 training images (the demo's minutes go to
+    epochs); a real source is capped at 640; what a spec or --set says wins over both."""
+    demo = resolve_recipe("mae_vit_small_xray", "cpu")
+    real = resolve_recipe("densenet121_baseline", "cpu",
+                          ({"data": {"source": "chestxray14", "root": "/data/nih"}},))
+    mine = resolve_recipe("mae_vit_small_xray", "cpu", ({"data": {"images": {"train": 100}}},))
+    assert (demo.data.images.train, real.data.images.train, mine.data.images.train) == \
+        (320, 640, 100)
+    assert demo.finetune.epochs == real.finetune.epochs == 40
+    assert resolve_recipe("mae_vit_small_xray", "cpu", (),
+                          {"data.source": "csv"}).data.images.train == 640

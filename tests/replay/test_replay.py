@@ -31,6 +31,11 @@ def recorded_epochs() -> int:
     return load_spec(REPO / "search_spaces" / "mask_ratio.yaml").base.finetune.epochs
 
 
+def recorded_pretrain_epochs() -> int:
+    """The cpu scale's pre-training epochs, which the hand-made store records."""
+    return load_spec(REPO / "search_spaces" / "mask_ratio.yaml").base.pretrain.epochs
+
+
 def make_store(run_dir: Path, probes: bool = True, stopped_at: dict | None = None) -> Path:
     """A finished search that trained every ratio; ``stopped_at``: ratio -> last epoch
     recorded (ASHA stopped it there)."""
@@ -73,27 +78,31 @@ def test_a_replay_costs_what_it_ran(recorded):
     """TPE without stopping, all ten ratios: every encoder and every epoch, paid once."""
     out = replay_once(recorded, variant(recorded, STRATEGIES["tpe"], 0), 0, num_samples=10)
     assert len(out.trials) == 10 and out.substituted == 0 and out.censored_epochs == 0
-    ft = recorded_epochs()
-    assert out.pretrain_epochs == 10 * 10 and out.finetune_epochs == 10 * ft
-    assert out.cost_device_s == pytest.approx(10 * (10 * PRE_S + ft * FT_S))
+    ft, pre = recorded_epochs(), recorded_pretrain_epochs()
+    assert out.pretrain_epochs == 10 * pre and out.finetune_epochs == 10 * ft
+    assert out.cost_device_s == pytest.approx(10 * (pre * PRE_S + ft * FT_S))
     assert out.best()["params"] == {"pretrain.mask_ratio": 0.8}
     # 2 slots, every trial pre-training inline: the makespan is half the work
-    assert out.makespan_s == pytest.approx(5 * (10 * PRE_S + ft * FT_S))
+    assert out.makespan_s == pytest.approx(5 * (pre * PRE_S + ft * FT_S))
 
 
 def test_strategies_rank_by_what_they_find_and_spend(recorded):
     seeds = list(range(6))
-    two = ["search.pretraining.fidelity.milestones=[0.2,0.5]"]  # epochs 2 and 5 of 10
+    pre = recorded_pretrain_epochs()
+    first, second = round(0.2 * pre), round(0.5 * pre)   # the milestones' epochs
+    two = ["search.pretraining.fidelity.milestones=[0.2,0.5]"]
     rows = {name: summarise(recorded, name, [*sets, *(two if "mf" in name else [])], seeds,
                             num_samples=6) for name, sets in STRATEGIES.items()}
     assert all(r["replayable"] for r in rows.values())
     # ASHA stops fine-tuning early; multi-fidelity stops pre-training early
     assert rows["tpe+asha"]["finetune_epochs"] < rows["tpe"]["finetune_epochs"]
-    assert rows["tpe+asha"]["pretrain_epochs"] == rows["tpe"]["pretrain_epochs"] == 60
-    # 6 x 2 epochs, the best 2 to epoch 5, the best of those to 10: 12 + 6 + 5 of 60; a third
-    # promoted when an early leader of epoch 2 later falls out of the top third (asynchronous)
+    assert rows["tpe+asha"]["pretrain_epochs"] == rows["tpe"]["pretrain_epochs"] == 6 * pre
+    # 6 to the first milestone, the best 2 to the second, the best of those to the end (at 10
+    # epochs: 12 + 6 + 5 of 60); a third promoted when an early leader of the first milestone
+    # later falls out of the top third (asynchronous)
     mf = rows["tpe+asha+mf"]
-    assert {r["pretrain_epochs"] for r in mf["per_seed"]} <= {23, 26}
+    plain = 6 * first + 2 * (second - first) + (pre - second)
+    assert {r["pretrain_epochs"] for r in mf["per_seed"]} <= {plain, plain + second - first}
     assert mf["pretrain_epochs"] <= 0.4 * rows["tpe+asha"]["pretrain_epochs"]
     assert rows["tpe+asha+mf"]["cost_device_s"] < rows["tpe+asha"]["cost_device_s"]
     # a probe that ranks encoders rightly keeps the search's answer as good

@@ -145,6 +145,11 @@ class Pipeline:
         finalists = self._timed("test", lambda: score_finalists(ctx, states))
         self._timed("results", lambda: self.collect(states, runs, finalists))
         self._timed("report", self.report)
+        # A trial that ASHA stopped finishes its queued writes on its way out, a resume state
+        # among them, and may do so after the search stage pruned: prune once more at the end.
+        from explorer.search.stages import prune_resume_states
+
+        prune_resume_states(ctx.exp.store, ctx.exp.name, states)
         return 0
 
     def _timed(self, stage: str, fn):

@@ -95,8 +95,9 @@ def test_full_then_read_only_storage_stop_in_one_line_and_resume(tmp_path):
 
 def test_second_driver_refused_sigterm_then_damaged_state_rebuilt(tmp_path):
     run = tmp_path / "mask_ratio"
-    # trials long enough that the first search surely runs while the second is refused
-    longer = ("--set", "finetune.epochs=8")
+    # trials long enough that the first search surely runs while the second is refused (at 8
+    # epochs, on a quiet machine, the first search ended before the refused driver had started)
+    longer = ("--set", "finetune.epochs=24")
     first = launch(tmp_path, *longer)
     wait_for("one finished trial", lambda: len(done_files(run)) >= 1, first)
     lock = json.loads((run / "driver.lock").read_text())  # read while the first surely runs

@@ -93,8 +93,7 @@ def _final_source(d: dict, overlays: tuple[dict, ...], params: dict[str, Any] | 
     """The fine-tuning data's source once every overlay and parameter is applied."""
     source = (d.get("data") or {}).get("source", "phantom")
     for over in overlays:
-        source = (over.get("data") or {}).get("source", source) if isinstance(over, dict) \
-            else source
+        source = (over.get("data") or {}).get("source", source)
     return (params or {}).get("data.source", source)
 
 

@@ -112,10 +112,7 @@ class ResumableOptunaSearch(OptunaSearch):
         if trial_id in self._ot_trials:  # restored: keeps its config
             return super().suggest(trial_id)
         config = self._suggest_new(trial_id)
-        if trial_id in self._ot_trials:
-            self._ot_study._storage.set_trial_user_attr(
-                self._ot_trials[trial_id]._trial_id, TUNE_ATTR,
-                {"trial_id": trial_id, "run": getattr(self, "run", ".")})
+        self.tag_trial(trial_id, trial_id)
         return config
 
     def _suggest_new(self, trial_id: str):
@@ -186,9 +183,8 @@ class ResumableOptunaSearch(OptunaSearch):
         Tune names them, and stops some that never become trials."""
         ot_trial = self._ot_trials.get(suggested_as)
         if ot_trial is not None:
-            self._ot_study._storage.set_trial_user_attr(
-                ot_trial._trial_id, TUNE_ATTR, {"trial_id": trial_id,
-                                                "run": getattr(self, "run", ".")})
+            ot_trial.set_user_attr(TUNE_ATTR, {"trial_id": trial_id,
+                                               "run": getattr(self, "run", ".")})
 
     def _tell_duplicate(self, trial_id: str, known) -> None:
         from optuna.trial import TrialState

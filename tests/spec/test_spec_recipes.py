@@ -100,14 +100,16 @@ def test_vit_regularisation_at_every_scale_follows_the_written_rule(scale):
 
 
 def test_the_phantom_section_sizes_the_demo_and_real_sources_keep_their_cap():
-    """cpu scale: the built-in phantom generates 320 training images (the demo's minutes go to
-    epochs); a real source is capped at 640; what a spec or --set says wins over both."""
+    """cpu scale: the built-in phantom generates 256 training images for 50 fine-tuning and 25
+    MAE epochs (the demo's minutes go to epochs); a real source is capped at 640 for 40 and 20;
+    what a spec or --set says wins over both."""
     demo = resolve_recipe("mae_vit_small_xray", "cpu")
     real = resolve_recipe("densenet121_baseline", "cpu",
                           ({"data": {"source": "chestxray14", "root": "/data/nih"}},))
     mine = resolve_recipe("mae_vit_small_xray", "cpu", ({"data": {"images": {"train": 100}}},))
     assert (demo.data.images.train, real.data.images.train, mine.data.images.train) == \
-        (320, 640, 100)
-    assert demo.finetune.epochs == real.finetune.epochs == 40
+        (256, 640, 100)
+    assert (demo.finetune.epochs, demo.pretrain.epochs) == (50, 25)
+    assert (real.finetune.epochs, real.pretrain.epochs) == (40, 20)
     assert resolve_recipe("mae_vit_small_xray", "cpu", (),
                           {"data.source": "csv"}).data.images.train == 640

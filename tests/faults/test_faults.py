@@ -1,6 +1,6 @@
-"""Faults during a real search: a full disk, a storage gone read-only, SIGTERM, a second driver,
-a torn journal line, damaged Tune state, a deleted trial record. Each ends in one line with its
-exit code, and ``--resume`` then finishes with every finished trial intact.
+"""Faults during a real search: a full disk, a storage gone read-only, SIGTERM, Ctrl-C, a second
+driver, a torn journal line, damaged Tune state, a deleted trial record. Each ends in one line
+with its exit code, and ``--resume`` then finishes with every finished trial intact.
 
 Each search runs as its own process with its own local Ray, as a user runs it (the helpers are
 tests/ray/test_resume.py's). The disk faults use a real tmpfs (``fault_disk.py`` says why).
@@ -141,11 +141,12 @@ def test_second_driver_refused_sigterm_then_damaged_state_rebuilt(tmp_path):
     assert (trials.drop(gone.name).status == "completed").all()
 
 
-def test_a_trial_finished_after_tunes_last_save_is_kept_and_not_run_again(tmp_path):
-    """Tune saves its state every 10 s or more, so a search stopped in between (a full disk,
-    SIGTERM, kill -9) can leave a finished trial in the journal and its record that the saved
-    state does not know; the full-disk test met this by chance. Made certain here: the state
-    saved before the second trial started is put back after the search stopped."""
+def test_ctrl_c_after_tunes_last_save_keeps_the_late_trial_and_resume_finishes(tmp_path):
+    """Ctrl-C (SIGINT to the driver) exits 130 with the resume hint. Tune saves its state every
+    10 s or more, so a search stopped in between (Ctrl-C, SIGTERM, a full disk, kill -9) can
+    leave a finished trial in the journal and its record that the saved state does not know;
+    the full-disk test met this by chance. Made certain here: the state saved before the second
+    trial started is put back after the search stopped."""
     from explorer.search.rebuild import STATE_FILES
 
     run = tmp_path / "mask_ratio"
@@ -153,9 +154,9 @@ def test_a_trial_finished_after_tunes_last_save_is_kept_and_not_run_again(tmp_pa
     wait_for("one finished trial", lambda: len(done_files(run)) >= 1, first)
     saved = {p: p.read_bytes() for pattern in STATE_FILES for p in run.glob(pattern)}
     wait_for("two finished trials", lambda: len(done_files(run)) >= 2, first)
-    first.send_signal(signal.SIGTERM)
+    first.send_signal(signal.SIGINT)
     code, err, _ = finish(first, timeout=120)
-    assert code == 143, err
+    assert code == 130 and err == ["interrupted: run the same command with --resume to continue"]
     kept = finished(run)
     known = b"".join(saved.values())
     # the one finished after the state put back was saved (the premise of this test)

@@ -51,3 +51,30 @@ def s3():
 
     with LocalS3() as server:
         yield server
+
+
+#: Where the tests that start Ray live (marked ``ray``), with after_search's shared search.
+SERIAL = ("tests/ray/", "tests/faults/", "tests/after_search/")
+
+
+def pytest_itemcollected(item):
+    """A test that starts Ray must live in one of the ``SERIAL`` folders (see below)."""
+    if item.get_closest_marker("ray") and not item.nodeid.startswith(SERIAL):
+        raise pytest.UsageError(f"{item.nodeid}: a test marked ray must live in one of "
+                                f"{', '.join(SERIAL)} (tests/conftest.py)")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest`` runs in two worker processes (pytest-xdist, ``-n 2`` in pyproject.toml). The
+    tests in the ``SERIAL`` folders run in one worker, one at a time, as they would alone: two
+    real searches side by side on 2 cores would share the machine that their kill and stop
+    windows are timed on. The other tests spread over both workers beside them. (xdist's own
+    ``--dist loadgroup`` cannot do this with pytest 9: it renames test ids through an attribute
+    pytest 9 no longer reads.) ``pytest -n 0`` runs everything in one process."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneSerialGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "serial" if nodeid.startswith(SERIAL) else nodeid
+
+    return OneSerialGroup(config, log)

@@ -9,7 +9,10 @@ What it adds to Ray's callback, each for a reason:
 - epochs whose result never reached the driver (it was killed between a trial's report and
   this callback) are filled in at the end from the trial's ``history.json``;
 - the final artefacts are the trial's own record (config, summary, history, predictions), not
-  Tune's folder; the weights stay out (``python -m explorer.export`` makes a model of them);
+  Tune's folder; the weights stay out (``python -m explorer.export`` makes a model of them).
+  A trial writes its record off its training thread, so the epoch it last reported can land a
+  moment after Tune ended it (a trial ASHA stopped: measured 3 s late on a loaded machine);
+  the record is logged once it holds that epoch (waiting at most ``RECORD_WAIT_S``);
 - the default SQLite store gets its artefacts beside it, not in ``./mlartifacts`` of whatever
   folder the search was started from.
 """
@@ -17,6 +20,7 @@ What it adds to Ray's callback, each for a reason:
 from __future__ import annotations
 
 import logging
+import time
 
 from ray.air.constants import TRAINING_ITERATION
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -26,6 +30,8 @@ SEARCH_TAG = "explorer_search"
 #: Files of a trial's record logged as its run's artefacts (under ``record/``).
 RECORD_FILES = ("config.json", "encoder.json", "history.json", "summary.json", "done.json",
                 "val_predictions.parquet", "test_predictions.parquet")
+#: How long the end of a trial waits for its record to hold the epoch it last reported.
+RECORD_WAIT_S = 60.0
 NOT_METRICS = ("config", "pid", "timestamp", "date", "hostname", "node_ip", "done", "trial_id",
                "experiment_tag", "should_checkpoint", "checkpoint_dir_name",
                "iterations_since_restore", "timesteps_total", "time_since_restore")
@@ -95,7 +101,7 @@ class TrialMLflowLogger(MLflowLoggerCallback):
         if trial not in self._trial_runs:
             return
         rel = self._record(trial)
-        self.store.pull(rel)  # a remote storage: the record the trial pushed (no weights)
+        self._await_record(rel, 0 if failed else int((trial.last_result or {}).get("epoch") or 0))
         client = self.mlflow_util._get_client()
         self._fill_in(client, self._trial_runs[trial], rel)
         for name in RECORD_FILES:
@@ -103,6 +109,19 @@ class TrialMLflowLogger(MLflowLoggerCallback):
             if path.is_file():
                 client.log_artifact(self._trial_runs[trial], str(path), artifact_path="record")
         super().log_trial_end(trial, failed)
+
+    def _await_record(self, rel: str, epoch: int) -> None:
+        """Pull the trial's record (a remote storage: what the trial pushed, no weights) until
+        its history holds ``epoch``, or ``RECORD_WAIT_S`` have passed."""
+        from explorer.storage import read_json
+
+        end = time.monotonic() + RECORD_WAIT_S
+        while True:
+            self.store.pull(rel)
+            history = read_json(self.store.path(f"{rel}/history.json"), []) or []
+            if len(history) >= epoch or time.monotonic() > end:
+                return
+            time.sleep(0.2)
 
     def _fill_in(self, client, run_id: str, rel: str) -> None:
         from explorer.storage import read_json

@@ -154,6 +154,46 @@ def test_a_resumed_trial_logs_into_its_existing_run(tmp_path):
         ["record/history.json", "record/summary.json"]
 
 
+def test_a_stopped_trials_record_is_logged_once_it_holds_its_last_epoch(tmp_path):
+    """A trial writes its record off its training thread: when ASHA stops it, Tune can end it
+    before its last reported epoch is on disk (seen on a loaded machine: the MLflow run got no
+    history.json). The end of the run waits for the record to hold that epoch."""
+    import threading
+
+    from explorer.storage import atomic_write_json
+
+    pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    record = tmp_path / "exp" / "trials" / "late01"
+    record.mkdir(parents=True)
+    (record / "config.json").write_text("{}")
+    epochs = [{"epoch": e, "val_mean_auc": 0.5 + e / 100, "train_loss": 1.0, "lr": 1e-3}
+              for e in (1, 2)]
+    cb = TrialMLflowLogger(uri, experiment="exp", artifact_location=(tmp_path / "art").as_uri(),
+                           store=as_store(tmp_path), run="exp", baselines={})
+    cb.setup()
+    trial = Trial("search_trainable", config={"pretrain.mask_ratio": 0.9}, trial_id="late01",
+                  stub=True)
+    cb.log_trial_start(trial)
+    for e in epochs:
+        cb.log_trial_result(e["epoch"], trial, {**e, "training_iteration": e["epoch"]})
+    trial.update_last_result({"epoch": 2, "val_mean_auc": 0.52})
+
+    def the_trials_writer() -> None:  # the last epoch's writes land a second late
+        time.sleep(1.0)
+        atomic_write_json(record / "history.json", epochs)
+        atomic_write_json(record / "summary.json", {"epochs_run": 2})
+
+    late = threading.Thread(target=the_trials_writer)
+    late.start()
+    cb.log_trial_end(trial)
+    late.join()
+    client = mlflow_client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "record")] == \
+        ["record/config.json", "record/history.json", "record/summary.json"]
+
+
 def test_mlflow_settings_without_mlflow_on_are_refused():
     from explorer.errors import SpecError
 

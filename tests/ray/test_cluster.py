@@ -124,7 +124,7 @@ def test_search_on_s3_killed_and_resumed_by_a_driver_on_another_machine(cluster,
 
     address, worker = cluster
     uri = s3.uri()
-    longer = ("--set", "finetune.epochs=50", "--set", "search.scheduler.type=none")
+    longer = ("--set", "finetune.epochs=30", "--set", "search.scheduler.type=none")
     # A killed trial's encoder lock expires sooner than the default 90 s.
     stale = {"CXR_EXPLORER_LOCK_STALE_S": "12"}
     first = start(uri, address, *longer, logs=tmp_path,

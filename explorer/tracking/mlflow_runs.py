@@ -101,18 +101,19 @@ class TrialMLflowLogger(MLflowLoggerCallback):
         if trial not in self._trial_runs:
             return
         rel = self._record(trial)
-        self._await_record(rel, 0 if failed else int((trial.last_result or {}).get("epoch") or 0))
+        history = self._await_record(
+            rel, 0 if failed else int((trial.last_result or {}).get("epoch") or 0))
         client = self.mlflow_util._get_client()
-        self._fill_in(client, self._trial_runs[trial], rel)
+        self._fill_in(client, self._trial_runs[trial], history)
         for name in RECORD_FILES:
             path = self.store.path(f"{rel}/{name}")
             if path.is_file():
                 client.log_artifact(self._trial_runs[trial], str(path), artifact_path="record")
         super().log_trial_end(trial, failed)
 
-    def _await_record(self, rel: str, epoch: int) -> None:
+    def _await_record(self, rel: str, epoch: int) -> list[dict]:
         """Pull the trial's record (a remote storage: what the trial pushed, no weights) until
-        its history holds ``epoch``, or ``RECORD_WAIT_S`` have passed."""
+        its history holds ``epoch``, or ``RECORD_WAIT_S`` have passed; its history."""
         from explorer.storage import read_json
 
         end = time.monotonic() + RECORD_WAIT_S
@@ -120,14 +121,13 @@ class TrialMLflowLogger(MLflowLoggerCallback):
             self.store.pull(rel)
             history = read_json(self.store.path(f"{rel}/history.json"), []) or []
             if len(history) >= epoch or time.monotonic() > end:
-                return
+                return history
             time.sleep(0.2)
 
-    def _fill_in(self, client, run_id: str, rel: str) -> None:
-        from explorer.storage import read_json
-
+    def _fill_in(self, client, run_id: str, history: list[dict]) -> None:
+        """Log the epochs of the trial's ``history`` that its run does not have yet."""
         logged = {m.step for m in client.get_metric_history(run_id, "val_mean_auc")}
-        for h in read_json(self.store.path(f"{rel}/history.json"), []) or []:
+        for h in history:
             if h["epoch"] not in logged:
                 metrics = {k: h[k] for k in ("epoch", "val_mean_auc", "train_loss", "lr")}
                 self.mlflow_util.log_metrics(run_id=run_id, metrics_to_log=metrics,
